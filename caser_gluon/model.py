@@ -1,0 +1,155 @@
+"""The Caser model of the D2L chapter "Sequence-aware Recommender Systems".
+
+Caser (Tang & Wang, "Personalized Top-N Sequential Recommendation via
+Convolutional Sequence Embedding", WSDM 2018) stacks the embeddings of a
+user's last ``L`` items into an ``L x k`` "image" and reads it with two
+convolutional networks:
+
+* the vertical convolution, ``d_prime`` filters of shape ``(L, 1)``, a
+  weighted sum over the ``L`` items (point-level patterns);
+* the horizontal convolutions, ``d`` filters of each height ``h = 1..L`` and
+  width ``k``, max-pooled over time (union-level patterns).
+
+A dense layer turns both into the short-term intent ``z`` (``k`` values),
+which is joined with the user's general taste ``p_u``; an item's score is
+``[z, p_u] . q'_i + b_i``.
+
+Unlike the chapter's ``nn.Block``, ``Caser`` is a ``HybridBlock`` (call
+``hybridize()`` for a static graph), works with ``d=0`` or ``d_prime=0``
+(the chapter's ablation exercise) and with a batch of one row, and scores
+any number of items per sequence in one pass.
+"""
+from mxnet import ndarray, npx
+from mxnet.gluon import nn
+
+__all__ = ['Caser']
+
+npx.set_np()
+
+
+class Caser(nn.HybridBlock):
+    """Convolutional sequence embedding recommender.
+
+    Parameters
+    ----------
+    num_factors : int
+        Embedding size ``k``.
+    num_users, num_items : int
+    L : int
+        Length of the input sequence.
+    d : int
+        Horizontal filters per height (``0`` removes the horizontal part).
+    d_prime : int
+        Vertical filters (``0`` removes the vertical part).
+    drop_ratio : float
+        Dropout before the dense layer.
+    use_user : bool
+        Join the user embedding ``P`` to the intent (``False``: sequence
+        only, an ablation).
+    use_seq : bool
+        Use the sequence at all (``False``: user embedding only, BPR-MF
+        like, an ablation).
+
+    Notes
+    -----
+    Item id ``num_items`` is the padding id of ``SeqDataset``; ``Q`` has a
+    row for it, ``Q_prime`` and ``b`` (the output side) do not.
+    """
+
+    def __init__(self, num_factors, num_users, num_items, L=5, d=16,
+                 d_prime=4, drop_ratio=0.05, *, use_user=True, use_seq=True,
+                 **kwargs):
+        super().__init__(**kwargs)
+        for name, value in [('num_factors', num_factors), ('L', L),
+                            ('num_users', num_users),
+                            ('num_items', num_items)]:
+            if int(value) != value or value < 1:
+                raise ValueError(f'{name} must be a positive integer, '
+                                 f'got {value!r}')
+        if d < 0 or d_prime < 0 or (use_seq and d + d_prime == 0):
+            raise ValueError(f'need d >= 0, d_prime >= 0 and one of them '
+                             f'> 0, got d={d}, d_prime={d_prime}')
+        if not (use_user or use_seq):
+            raise ValueError('use_user and use_seq cannot both be False')
+        if not 0 <= drop_ratio < 1:
+            raise ValueError(f'drop_ratio must be in [0, 1), got '
+                             f'{drop_ratio!r}')
+        self.num_factors, self.L, self.d, self.d_prime = (
+            num_factors, L, d, d_prime)
+        self.use_user, self.use_seq = use_user, use_seq
+        self.P = nn.Embedding(num_users, num_factors)       # general taste
+        self.Q = nn.Embedding(num_items + 1, num_factors)   # + padding id
+        self.conv_v = nn.Conv2D(d_prime, (L, 1), in_channels=1) \
+            if d_prime else None
+        self.conv_h = nn.HybridSequential()
+        if d:
+            for h in range(1, L + 1):
+                self.conv_h.add(nn.Conv2D(d, (h, num_factors),
+                                          in_channels=1, activation='relu'))
+        self.dropout = nn.Dropout(drop_ratio)
+        self.fc = nn.Dense(num_factors, activation='relu',
+                           in_units=d_prime * num_factors + d * L)
+        width = num_factors * (int(use_user) + int(use_seq))
+        self.Q_prime = nn.Embedding(num_items, width)
+        self.b = nn.Embedding(num_items, 1)
+
+    def encode(self, F, user_id, seq):
+        """The user's representation ``x = [z, p_u]``.
+
+        Parameters
+        ----------
+        user_id : (batch_size,) int
+        seq : (batch_size, L) int
+
+        Returns
+        -------
+        (batch_size, 2 * num_factors) float, or ``num_factors`` wide in the
+        ``use_user=False`` / ``use_seq=False`` ablations.
+        """
+        parts = []
+        if self.use_seq:
+            # (batch_size, 1, L, k): one channel, an L x k image
+            item_embs = F.np.expand_dims(self.Q(seq), 1)
+            conv = []
+            if self.conv_v is not None:
+                # (batch_size, d_prime, 1, k) -> (batch_size, d_prime * k)
+                conv.append(F.npx.reshape(self.conv_v(item_embs), (-2, -1)))
+            for layer in self.conv_h:
+                # (batch_size, d, L - h + 1, 1) -> max over time -> (b, d)
+                conv.append(F.np.max(layer(item_embs), axis=(2, 3)))
+            out = conv[0] if len(conv) == 1 else F.np.concatenate(conv, 1)
+            parts.append(self.fc(self.dropout(out)))   # z: (batch_size, k)
+        if self.use_user:
+            parts.append(self.P(user_id))              # (batch_size, k)
+        return parts[0] if len(parts) == 1 else F.np.concatenate(parts, 1)
+
+    def hybrid_forward(self, F, user_id, seq, item_id):
+        """Score items for each (user, sequence).
+
+        Parameters
+        ----------
+        user_id : (batch_size,) int
+        seq : (batch_size, L) int
+        item_id : (batch_size,) or (batch_size, K) int
+            One item per row (the chapter's call), or ``K`` items per row,
+            e.g. the positive and the negatives, scored in one pass over
+            the sequence.
+
+        Returns
+        -------
+        Scores of ``item_id``'s shape: (batch_size,) or (batch_size, K).
+        """
+        x = self.encode(F, user_id, seq)                   # (b, 2k)
+        items = F.npx.reshape(item_id, (-2, -1))           # (b, K)
+        q = self.Q_prime(items)                            # (b, K, 2k)
+        bias = F.npx.reshape(self.b(items), (-2, -2))      # (b, K)
+        scores = (q * F.np.expand_dims(x, 1)).sum(axis=2) + bias
+        return F.npx.reshape_like(scores, item_id)
+
+    def user_vectors(self, user_id, seq):
+        """``encode`` run imperatively: (batch_size, 2k) user vectors.
+
+        Used by the evaluator to encode each user once, then score every
+        item with one matrix product against ``Q_prime`` and ``b``.
+        """
+        return self.encode(ndarray, user_id, seq)

@@ -1,0 +1,490 @@
+"""Training the chapter's Caser with BPR loss on a list of devices.
+
+This module implements the chapter's "Training the Model" section. Two
+loops share the data, the model and the evaluator:
+
+* ``--loop fast`` (default), :func:`fit`: the chapter's structure (split
+  each batch over the devices with ``split_and_load``, forward every shard
+  under ``autograd.record()``, backward, ``trainer.step(batch_size)``), with
+  each sequence encoded once to score its positive and negative item
+  together, negatives drawn for a whole batch with vectorised NumPy, a
+  numerically stable BPR loss, and an honest loss and throughput.
+* ``--loop d2l``, :func:`fit_d2l`: the chapter's own path, a ``DataLoader``
+  over ``SeqDataset`` and ``d2l.train_ranking`` with ``d2l.BPRLoss``.
+
+Run ``python -m caser_gluon.train --help`` for the flags; ``make train``
+runs the chapter's recipe.
+"""
+import argparse
+import csv
+import json
+import os
+import pathlib
+import random
+import sys
+import time
+
+import mxnet as mx
+import numpy as onp
+from mxnet import autograd, gluon, np, npx
+
+from . import data as data_lib
+from .evaluate import evaluate_ranking
+from .model import Caser
+
+__all__ = ['bpr_loss', 'resolve_devices', 'set_seed', 'load_chapter_data',
+           'build_net', 'make_trainer', 'fit', 'fit_d2l', 'RunLog',
+           'build_parser', 'main']
+
+npx.set_np()
+
+
+# ---------------------------------------------------------------------------
+# Loss, devices, seeds
+# ---------------------------------------------------------------------------
+
+def bpr_loss(positive, negative):
+    """Per-example BPR loss ``-log sigmoid(positive - negative)``.
+
+    Written as ``softrelu(negative - positive)``, which is finite for any
+    margin, where ``d2l.BPRLoss``'s ``log(sigmoid(x))`` gives ``inf`` once
+    ``sigmoid`` underflows. Same values as ``d2l.BPRLoss`` (summed over the
+    batch) wherever the latter is finite.
+
+    Parameters
+    ----------
+    positive, negative : (batch_size, ...) float
+
+    Returns
+    -------
+    Loss of the inputs' (broadcast) shape.
+    """
+    return npx.activation(negative - positive, act_type='softrelu')
+
+
+def resolve_devices(spec='auto'):
+    """Turn a ``--devices`` string into a list of contexts.
+
+    Parameters
+    ----------
+    spec : str
+        ``auto`` (every GPU, else one CPU), ``all`` (every GPU; an error
+        without one), ``cpu``, ``cpu:N`` (``N`` CPU contexts, which MXNet
+        treats as separate devices), ``gpu:0,1`` (those GPUs).
+
+    Returns
+    -------
+    list of mxnet.Context
+    """
+    spec = str(spec).strip().lower()
+    num_gpus = mx.context.num_gpus()
+    if spec == 'auto':
+        return [mx.gpu(i) for i in range(num_gpus)] or [mx.cpu()]
+    if spec == 'all':
+        if not num_gpus:
+            raise ValueError('--devices all: no GPU found (this MXNet sees '
+                             '0 GPUs); use cpu or cpu:N')
+        return [mx.gpu(i) for i in range(num_gpus)]
+    kind, _, rest = spec.partition(':')
+    if kind == 'cpu':
+        if not rest:
+            return [mx.cpu()]
+        if rest.isdigit() and int(rest) >= 1:
+            return [mx.cpu(i) for i in range(int(rest))]
+    elif kind == 'gpu' and rest:
+        ids = rest.split(',')
+        if all(i.isdigit() for i in ids):
+            missing = [i for i in ids if int(i) >= num_gpus]
+            if missing:
+                raise ValueError(f'--devices {spec}: gpu {missing[0]} does '
+                                 f'not exist ({num_gpus} GPUs found)')
+            return [mx.gpu(int(i)) for i in ids]
+    raise ValueError(f'--devices {spec!r} not understood: use auto, all, '
+                     'cpu, cpu:N or gpu:I,J')
+
+
+def set_seed(seed):
+    """Seed Python, NumPy's global RNG and MXNet (all devices)."""
+    random.seed(seed)
+    onp.random.seed(seed)
+    mx.random.seed(seed)
+
+
+# ---------------------------------------------------------------------------
+# Data, model, trainer
+# ---------------------------------------------------------------------------
+
+def load_chapter_data(*, L=5, data_dir=None, seed=None):
+    """ML-100K, the sequence-aware split and ``SeqDataset``, as the chapter.
+
+    Returns
+    -------
+    dict
+        ``train_seq_data`` (SeqDataset), ``test_input`` (each user's held-out
+        items), ``candidates`` (training items), ``num_users``,
+        ``num_items``.
+    """
+    df, num_users, num_items = data_lib.read_ml100k(data_dir)
+    train_df, test_df = data_lib.split_seq_aware(df, num_users, num_items)
+    users, items, candidates = data_lib.load_implicit(
+        train_df, num_users, num_items)
+    _, _, test_input = data_lib.load_implicit(test_df, num_users, num_items)
+    dataset = data_lib.SeqDataset(users, items, L, num_users, num_items,
+                                  candidates, seed=seed)
+    return {'train_seq_data': dataset, 'test_input': test_input,
+            'candidates': candidates, 'num_users': num_users,
+            'num_items': num_items}
+
+
+def build_net(*, num_users, num_items, devices, num_factors=10, L=5, d=16,
+              d_prime=4, drop_ratio=0.05, hybridize=True, **kwargs):
+    """A ``Caser`` initialised as the chapter does (Normal(0.01))."""
+    net = Caser(num_factors, num_users, num_items, L=L, d=d,
+                d_prime=d_prime, drop_ratio=drop_ratio, **kwargs)
+    net.initialize(ctx=devices, force_reinit=True,
+                   init=mx.init.Normal(0.01))
+    if hybridize:
+        net.hybridize(static_alloc=True, static_shape=False)
+    return net
+
+
+def make_trainer(net, *, lr=0.04, wd=1e-5, optimizer='adam',
+                 kvstore='device'):
+    """``gluon.Trainer`` with the chapter's optimiser settings."""
+    return gluon.Trainer(net.collect_params(), optimizer,
+                         {'learning_rate': lr, 'wd': wd}, kvstore=kvstore)
+
+
+# ---------------------------------------------------------------------------
+# The project's loop
+# ---------------------------------------------------------------------------
+
+def _batches(dataset, *, batch_size, rng):
+    """Shuffled mini-batches ``(users, seqs, items)`` as NumPy arrays.
+
+    ``items`` is ``(batch_size, 2)``: the target, then a negative drawn for
+    the batch at once by rejection sampling (never a training item).
+    """
+    order = rng.permutation(len(dataset))
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        users = dataset.seq_users[idx]
+        negatives = data_lib.sample_negatives(users, dataset.seen, rng)
+        items = onp.stack([dataset.seq_tgt[idx, 0], negatives], axis=1)
+        yield users, dataset.seq_items[idx], items.astype(onp.int32)
+
+
+def train_epoch(net, dataset, trainer, *, batch_size, devices, rng,
+                progress=None):
+    """One pass over ``dataset``; returns (mean loss per example, seconds).
+
+    Each batch is split over ``devices``; every shard's sequence is encoded
+    once and its positive and negative item scored together.
+    """
+    start, losses, seen = time.perf_counter(), [], 0
+    for users, seqs, items in _batches(dataset, batch_size=batch_size,
+                                       rng=rng):
+        shards = [gluon.utils.split_and_load(np.array(a), devices,
+                                             even_split=False)
+                  for a in (users, seqs, items)]
+        with autograd.record():
+            ls = []
+            for u, s, it in zip(*shards):
+                scores = net(u, s, it)                      # (b, 2)
+                ls.append(bpr_loss(scores[:, 0], scores[:, 1]))
+        for loss in ls:
+            loss.backward()
+        trainer.step(len(users))
+        losses.extend(loss.sum() for loss in ls)
+        seen += len(users)
+        if progress is not None:
+            progress.update(len(users))
+    total = sum(float(loss) for loss in losses)   # one sync, at the end
+    return total / seen, time.perf_counter() - start
+
+
+def fit(net, dataset, trainer, *, num_epochs, batch_size, devices, seed=None,
+        evaluate=None, on_epoch=None, quiet=False):
+    """Train with :func:`train_epoch`, evaluating after each epoch.
+
+    Parameters
+    ----------
+    net : Caser
+    dataset : SeqDataset
+    trainer : gluon.Trainer
+    num_epochs, batch_size : int
+    devices : list of mxnet.Context
+    seed : int, optional
+        Seeds the batch order and the negatives.
+    evaluate : callable, optional
+        ``evaluate(net) -> dict`` of test metrics.
+    on_epoch : callable, optional
+        Called with each epoch's record (a dict).
+    quiet : bool
+        No progress bar.
+
+    Returns
+    -------
+    list of dict
+        Per epoch: ``epoch``, ``train_loss``, ``train_seconds``,
+        ``examples_per_sec``, and the metrics of ``evaluate``.
+    """
+    from tqdm.auto import tqdm
+    rng = onp.random.default_rng(seed)
+    history = []
+    for epoch in range(1, num_epochs + 1):
+        bar = tqdm(total=len(dataset), desc=f'epoch {epoch}/{num_epochs}',
+                   unit='ex', leave=False,
+                   disable=quiet or not sys.stderr.isatty())
+        loss, seconds = train_epoch(net, dataset, trainer,
+                                    batch_size=batch_size, devices=devices,
+                                    rng=rng, progress=bar)
+        bar.close()
+        record = {'epoch': epoch, 'train_loss': loss,
+                  'train_seconds': seconds,
+                  'examples_per_sec': len(dataset) / seconds}
+        if evaluate is not None:
+            record.update(evaluate(net))
+        history.append(record)
+        if on_epoch is not None:
+            on_epoch(record)
+    return history
+
+
+# ---------------------------------------------------------------------------
+# The chapter's loop
+# ---------------------------------------------------------------------------
+
+def fit_d2l(net, dataset, trainer, *, num_epochs, batch_size, devices,
+            test_input, candidates, evaluator=None, num_workers=0,
+            on_epoch=None):
+    """Train with ``d2l.train_ranking`` exactly as the chapter calls it.
+
+    ``evaluator`` (default: this package's :func:`evaluate_ranking`; pass
+    ``d2l.evaluate_ranking`` for the chapter's own) is wrapped only to
+    record each epoch's hit rate and AUC; d2l prints its summary itself.
+
+    Returns
+    -------
+    list of dict
+        Per epoch: ``epoch``, ``hit_rate``, ``auc``.
+    """
+    from d2l import mxnet as d2l
+    evaluator = evaluator or evaluate_ranking
+    history = []
+
+    def recording_evaluator(*args):
+        hit_rate, auc = evaluator(*args)
+        record = {'epoch': len(history) + 1, 'hit_rate': float(hit_rate),
+                  'auc': float(auc)}
+        history.append(record)
+        if on_epoch is not None:
+            on_epoch(record)
+        return hit_rate, auc
+
+    train_iter = gluon.data.DataLoader(dataset, batch_size, shuffle=True,
+                                       last_batch='rollover',
+                                       num_workers=num_workers)
+    d2l.train_ranking(net, train_iter, test_input, d2l.BPRLoss(), trainer,
+                      dataset.test_seq, dataset.num_users, dataset.num_items,
+                      num_epochs, devices, recording_evaluator, candidates,
+                      eval_step=1)
+    return history
+
+
+# ---------------------------------------------------------------------------
+# The run folder
+# ---------------------------------------------------------------------------
+
+class RunLog:
+    """A run folder: ``config.json``, ``metrics.json``/``.csv``, a plot.
+
+    Metrics are written after every epoch, so an interrupted run keeps
+    what it computed.
+    """
+
+    def __init__(self, out_dir, config):
+        self.dir = pathlib.Path(out_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.history = []
+        (self.dir / 'config.json').write_text(json.dumps(config, indent=2)
+                                              + '\n')
+
+    def add(self, record):
+        """Append one epoch's record and rewrite the metrics files."""
+        self.history.append(record)
+        (self.dir / 'metrics.json').write_text(
+            json.dumps(self.history, indent=2) + '\n')
+        keys = list(dict.fromkeys(k for r in self.history for k in r))
+        with open(self.dir / 'metrics.csv', 'w', newline='') as f:
+            writer = csv.DictWriter(f, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(self.history)
+
+    def plot(self):
+        """``metrics.png``: test hit rate and AUC (and train loss) per epoch."""
+        import matplotlib
+        matplotlib.use('Agg')
+        import matplotlib.pyplot as plt
+        epochs = [r['epoch'] for r in self.history]
+        has_loss = any('train_loss' in r for r in self.history)
+        fig, axes = plt.subplots(1, 1 + has_loss, figsize=(4 + 4 * has_loss,
+                                                            3.2))
+        axes = onp.atleast_1d(axes)
+        for key, label in [('hit_rate', 'test hit rate@50'),
+                           ('auc', 'test AUC')]:
+            if any(key in r for r in self.history):
+                axes[0].plot(epochs, [r.get(key) for r in self.history],
+                             marker='o', label=label)
+        axes[0].set(xlabel='epoch', ylim=(0, 1))
+        axes[0].legend()
+        if has_loss:
+            axes[1].plot(epochs, [r['train_loss'] for r in self.history],
+                         marker='o', color='C2')
+            axes[1].set(xlabel='epoch', ylabel='train BPR loss')
+        fig.tight_layout()
+        fig.savefig(self.dir / 'metrics.png', dpi=100)
+        plt.close(fig)
+
+
+# ---------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------
+
+def _positive(kind):
+    def parse(text):
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f'must be > 0, got {text}')
+        return value
+    return parse
+
+
+def _non_negative_int(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f'must be >= 0, got {text}')
+    return value
+
+
+def build_parser():
+    """The ``caser-gluon train`` flags, defaults from the chapter."""
+    p = argparse.ArgumentParser(
+        prog='python -m caser_gluon.train',
+        description="Train the D2L chapter's Caser on ML-100K.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument('--epochs', type=_positive(int), default=8,
+                   help='training epochs')
+    p.add_argument('--lr', type=_positive(float), default=0.04,
+                   help='learning rate')
+    p.add_argument('--wd', type=float, default=1e-5, help='weight decay')
+    p.add_argument('--optimizer', default='adam', help='gluon optimizer')
+    p.add_argument('--batch-size', type=_positive(int), default=4096,
+                   help='examples per batch (over all devices)')
+    p.add_argument('--L', type=_positive(int), default=5,
+                   help='length of the input sequence')
+    p.add_argument('--num-factors', type=_positive(int), default=10,
+                   help='embedding size k')
+    p.add_argument('--d', type=_non_negative_int, default=16,
+                   help='horizontal filters per height (0: none)')
+    p.add_argument('--d-prime', type=_non_negative_int, default=4,
+                   help='vertical filters (0: none)')
+    p.add_argument('--drop-ratio', type=float, default=0.05,
+                   help='dropout before the dense layer')
+    p.add_argument('--devices', default='auto',
+                   help='auto, all, cpu, cpu:N or gpu:I,J')
+    p.add_argument('--kvstore', default='device',
+                   choices=['device', 'local'],
+                   help='how gradients of several devices are aggregated')
+    p.add_argument('--loop', default='fast', choices=['fast', 'd2l'],
+                   help="fast: this package's loop; d2l: d2l.train_ranking")
+    p.add_argument('--evaluator', default='all', choices=['all', 'd2l'],
+                   help='all: rank every item; d2l: d2l.evaluate_ranking '
+                        '(ranks item ids below num_users only, slow)')
+    p.add_argument('--num-workers', type=_non_negative_int, default=0,
+                   help='DataLoader workers of the d2l loop')
+    p.add_argument('--no-hybridize', dest='hybridize', action='store_false',
+                   help='run the model imperatively')
+    p.add_argument('--seed', type=int, default=0,
+                   help='fixes data order, negatives and initialisation')
+    p.add_argument('--data-dir', default=None,
+                   help='folder with u.data (default: fetched to the '
+                        'cache, see README)')
+    p.add_argument('--out', default=None,
+                   help='run folder (default: runs/caser-<time>)')
+    p.add_argument('--quiet', action='store_true',
+                   help='no progress bar, no per-epoch lines')
+    return p
+
+
+def run(args):
+    """Train and evaluate as ``args`` say; returns the run's history."""
+    devices = resolve_devices(args.devices)
+    if args.batch_size < len(devices):
+        raise ValueError(f'--batch-size {args.batch_size} is smaller than '
+                         f'the number of devices ({len(devices)})')
+    set_seed(args.seed)
+    out = args.out or os.path.join(
+        'runs', time.strftime('caser-%Y%m%d-%H%M%S'))
+    config = dict(vars(args), out=out, devices=[str(d) for d in devices])
+    if not args.quiet:
+        print('configuration: ' + json.dumps(config))
+    chapter = load_chapter_data(L=args.L, data_dir=args.data_dir,
+                                seed=args.seed)
+    dataset = chapter['train_seq_data']
+    net = build_net(num_users=chapter['num_users'],
+                    num_items=chapter['num_items'], devices=devices,
+                    num_factors=args.num_factors, L=args.L, d=args.d,
+                    d_prime=args.d_prime, drop_ratio=args.drop_ratio,
+                    hybridize=args.hybridize)
+    trainer = make_trainer(net, lr=args.lr, wd=args.wd,
+                           optimizer=args.optimizer, kvstore=args.kvstore)
+    log = RunLog(out, config)
+    evaluator = evaluate_ranking
+    if args.evaluator == 'd2l':
+        from d2l import mxnet as d2l
+        evaluator = d2l.evaluate_ranking
+
+    def report(record):
+        log.add(record)
+        if not args.quiet:
+            print(' '.join(f'{k} {v:.4g}' if isinstance(v, float)
+                           else f'{k} {v}' for k, v in record.items()),
+                  flush=True)
+
+    eval_args = (chapter['test_input'], dataset.test_seq,
+                 chapter['candidates'], chapter['num_users'],
+                 chapter['num_items'], devices)
+    if args.loop == 'fast':
+        def evaluate(model):
+            hit_rate, auc = evaluator(model, *eval_args)
+            return {'hit_rate': float(hit_rate), 'auc': float(auc)}
+        fit(net, dataset, trainer, num_epochs=args.epochs,
+            batch_size=args.batch_size, devices=devices, seed=args.seed,
+            evaluate=evaluate, on_epoch=report, quiet=args.quiet)
+    else:
+        fit_d2l(net, dataset, trainer, num_epochs=args.epochs,
+                batch_size=args.batch_size, devices=devices,
+                test_input=chapter['test_input'],
+                candidates=chapter['candidates'], evaluator=evaluator,
+                num_workers=args.num_workers, on_epoch=report)
+    net.save_parameters(str(log.dir / 'caser.params'))
+    log.plot()
+    last = log.history[-1]
+    print(f"final: test hit rate@50 {last['hit_rate']:.3f}, "
+          f"test AUC {last['auc']:.3f}; run folder {log.dir}")
+    return log.history
+
+
+def main(argv=None):
+    """Entry point of ``python -m caser_gluon.train``."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        run(args)
+    except (ValueError, data_lib.DataError) as err:
+        parser.exit(2, f'{parser.prog}: error: {err}\n')
+
+
+if __name__ == '__main__':
+    main()
