@@ -24,9 +24,20 @@ import numpy as np
 import pandas as pd
 from mxnet import gluon
 
-__all__ = ['DataError', 'ML100K_SHAPE', 'default_cache_dir', 'fetch_ml100k',
-           'read_ratings', 'read_ml100k', 'read_titles', 'split_seq_aware',
-           'load_implicit', 'SeqDataset', 'sample_negatives', 'seen_mask']
+__all__ = [
+    'ML100K_SHAPE',
+    'DataError',
+    'SeqDataset',
+    'default_cache_dir',
+    'fetch_ml100k',
+    'load_implicit',
+    'read_ml100k',
+    'read_ratings',
+    'read_titles',
+    'sample_negatives',
+    'seen_mask',
+    'split_seq_aware',
+]
 
 ML100K_SHAPE = {'rows': 100_000, 'users': 943, 'items': 1_682}
 NAMES = ['user_id', 'item_id', 'rating', 'timestamp']
@@ -121,7 +132,8 @@ def fetch_ml100k(out_dir=None, *, quiet=False):
             cmd.append('-q')
         if not quiet:
             print(f'Fetching ML-100K from the {RECBOLE_WHEEL} wheel on PyPI')
-        done = subprocess.run(cmd, capture_output=quiet, text=True)
+        done = subprocess.run(cmd, check=False, capture_output=quiet,
+                              text=True)
         wheels = list(pathlib.Path(tmp).glob('recbole-*.whl'))
         if done.returncode != 0 or not wheels:
             raise DataError(f'could not download {RECBOLE_WHEEL} with pip '

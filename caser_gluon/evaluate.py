@@ -21,8 +21,12 @@ from mxnet import autograd, np
 
 from .data import seen_mask
 
-__all__ = ['score_all_items', 'target_ranks', 'hit_and_auc_from_ranks',
-           'evaluate_ranking']
+__all__ = [
+    'evaluate_ranking',
+    'hit_and_auc_from_ranks',
+    'score_all_items',
+    'target_ranks',
+]
 
 
 def score_all_items(net, seq, *, device, batch_size=4096):

@@ -32,9 +32,19 @@ from . import data as data_lib
 from .evaluate import evaluate_ranking
 from .model import Caser
 
-__all__ = ['bpr_loss', 'resolve_devices', 'set_seed', 'load_chapter_data',
-           'build_net', 'make_trainer', 'fit', 'fit_d2l', 'RunLog',
-           'build_parser', 'main']
+__all__ = [
+    'RunLog',
+    'bpr_loss',
+    'build_net',
+    'build_parser',
+    'fit',
+    'fit_d2l',
+    'load_chapter_data',
+    'main',
+    'make_trainer',
+    'resolve_devices',
+    'set_seed',
+]
 
 npx.set_np()
 
