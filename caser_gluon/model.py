@@ -77,18 +77,19 @@ class Caser(nn.HybridBlock):
         self.num_factors, self.L, self.d, self.d_prime = (
             num_factors, L, d, d_prime)
         self.use_user, self.use_seq = use_user, use_seq
-        self.P = nn.Embedding(num_users, num_factors)       # general taste
-        self.Q = nn.Embedding(num_items + 1, num_factors)   # + padding id
-        self.conv_v = nn.Conv2D(d_prime, (L, 1), in_channels=1) \
-            if d_prime else None
+        self.P = nn.Embedding(num_users, num_factors) if use_user else None
         self.conv_h = nn.HybridSequential()
-        if d:
-            for h in range(1, L + 1):
+        self.Q = self.conv_v = self.fc = None
+        if use_seq:
+            self.Q = nn.Embedding(num_items + 1, num_factors)  # + padding
+            if d_prime:
+                self.conv_v = nn.Conv2D(d_prime, (L, 1), in_channels=1)
+            for h in range(1, L + 1) if d else []:
                 self.conv_h.add(nn.Conv2D(d, (h, num_factors),
                                           in_channels=1, activation='relu'))
-        self.dropout = nn.Dropout(drop_ratio)
-        self.fc = nn.Dense(num_factors, activation='relu',
-                           in_units=d_prime * num_factors + d * L)
+            self.dropout = nn.Dropout(drop_ratio)
+            self.fc = nn.Dense(num_factors, activation='relu',
+                               in_units=d_prime * num_factors + d * L)
         width = num_factors * (int(use_user) + int(use_seq))
         self.Q_prime = nn.Embedding(num_items, width)
         self.b = nn.Embedding(num_items, 1)
