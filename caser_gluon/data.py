@@ -18,6 +18,7 @@ import pathlib
 import subprocess
 import sys
 import tempfile
+import warnings
 import zipfile
 
 import numpy as np
@@ -47,6 +48,10 @@ RECBOLE_DIR = 'recbole/dataset_example/ml-100k/'
 
 class DataError(ValueError):
     """Raised when a ratings file or an argument cannot be used as data."""
+
+
+class DataWarning(UserWarning):
+    """Data that is used, but that a reader should know about."""
 
 
 # ---------------------------------------------------------------------------
@@ -206,6 +211,13 @@ def read_ratings(path, *, sep='\t', min_rating=1, max_rating=5):
         row = int(np.flatnonzero(neg.to_numpy())[0])
         raise DataError(f'{path}, line {row + 1}: user and item ids must '
                         f'be >= 1')
+    dup = df.duplicated(['user_id', 'item_id', 'timestamp'], keep='first')
+    df.attrs['duplicates'] = int(dup.sum())
+    if dup.any():
+        row = int(np.flatnonzero(dup.to_numpy())[0])
+        warnings.warn(f'{path}: {int(dup.sum())} duplicate (user, item, '
+                      f'timestamp) rows, kept; the first is line {row + 1}',
+                      DataWarning, stacklevel=2)
     return df
 
 
@@ -234,6 +246,7 @@ def read_ml100k(data_dir=None, *, fetch=True):
             raise DataError('u.data not found in ' + ', '.join(
                 str(d) for d in _candidate_dirs(data_dir)))
         path = fetch_ml100k(data_dir) / 'u.data'
+    _check_checksum(path)
     df = read_ratings(path)
     num_users, num_items = df.user_id.nunique(), df.item_id.nunique()
     got = {'rows': len(df), 'users': num_users, 'items': num_items}
@@ -244,6 +257,19 @@ def read_ml100k(data_dir=None, *, fetch=True):
         raise DataError(f'{path}: ids are not 1..{num_users} and '
                         f'1..{num_items}')
     return df, num_users, num_items
+
+
+def _check_checksum(path):
+    """Compare ``path`` with the checksum written when it was fetched."""
+    record = path.with_name(path.name + '.sha256')
+    if not record.is_file():
+        return
+    expected = record.read_text().split()[0]
+    got = hashlib.sha256(path.read_bytes()).hexdigest()
+    if got != expected:
+        raise DataError(f'{path}: checksum {got[:12]}... differs from the '
+                        f'one recorded when it was fetched ({expected[:12]}'
+                        f'...); delete {path.parent} and run make data')
 
 
 def read_titles(data_dir=None):
@@ -292,6 +318,11 @@ def split_seq_aware(df, num_users, num_items):
                               ascending=[True, False, True], kind='stable')
     test_rows = latest.drop_duplicates('user_id')['_row'].to_numpy()
     test_df = df.iloc[test_rows]
+    single = int((latest.user_id.value_counts() == 1).sum())
+    if single:
+        warnings.warn(f'{single} users have a single interaction: it is '
+                      'their test item, and they give no training window',
+                      DataWarning, stacklevel=2)
     keep = np.ones(len(df), dtype=bool)
     keep[test_rows] = False
     train_df = df[keep].sort_values(['user_id', 'timestamp'], kind='stable')
@@ -412,6 +443,9 @@ class SeqDataset(gluon.data.Dataset):
     test_seq : numpy.ndarray of int32, shape (num_users, L)
         Each user's last ``L`` training items (left-padded).
     seen : numpy.ndarray of bool, shape (num_users, num_items)
+    num_padded_users : int
+        Users whose history is shorter than ``L + 1`` (a ``DataWarning``
+        says so when there are any).
     """
 
     def __init__(self, user_ids, item_ids, L, num_users, num_items,
@@ -450,6 +484,13 @@ class SeqDataset(gluon.data.Dataset):
         offsets = np.repeat(pstarts + L - starts, counts)
         padded[np.arange(len(items)) + offsets] = items
         n_win = np.maximum(counts - L, 1)
+        self.num_padded_users = int((counts < L + 1).sum())
+        if self.num_padded_users:
+            warnings.warn(f'L={L}: {self.num_padded_users} users have fewer '
+                          f'than L + 1 = {L + 1} training items (shortest: '
+                          f'{counts.min()}); their single window is '
+                          f'left-padded with id {self.pad}',
+                          DataWarning, stacklevel=3)
         self.ns = int(n_win.sum())
         # window j (0 = latest) of a user ends (exclusive) at end - j
         first = np.repeat(np.cumsum(n_win) - n_win, n_win)

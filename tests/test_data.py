@@ -223,3 +223,31 @@ def test_ml100k_windows(ml100k_split):
     np.testing.assert_array_equal(ds.seq_tgt[:, 0], ref_tgt)
     np.testing.assert_array_equal(ds.test_seq, ref_test)
     assert (ds.seq_items != ds.pad).all()   # ML-100K needs no padding
+
+
+def test_duplicates_are_kept_counted_and_reported(tmp_path):
+    path = write(tmp_path, '1\t2\t3\t100\n1\t2\t4\t100\n2\t1\t5\t90\n')
+    with pytest.warns(data_lib.DataWarning, match='1 duplicate .* line 2'):
+        df = data_lib.read_ratings(path)
+    assert len(df) == 3 and df.attrs['duplicates'] == 1
+
+
+def test_single_interaction_users_are_reported():
+    df = pd.DataFrame([[1, 1, 5, 1], [1, 2, 5, 2], [2, 3, 5, 1]],
+                      columns=data_lib.NAMES)
+    with pytest.warns(data_lib.DataWarning, match='1 users have a single'):
+        train, test = data_lib.split_seq_aware(df, 2, 3)
+    assert train.user_id.tolist() == [1] and test.user_id.tolist() == [1, 2]
+
+
+def test_padding_is_reported():
+    with pytest.warns(data_lib.DataWarning, match='1 users have fewer'):
+        ds, _, _ = make_dataset([[1, 2], list(range(3, 9))], L=4)
+    assert ds.num_padded_users == 1
+
+
+def test_checksum_mismatch_is_an_error(tmp_path):
+    path = write(tmp_path, '1\t2\t3\t100\n')
+    (tmp_path / 'u.data.sha256').write_text('0' * 64 + '\n')
+    with pytest.raises(DataError, match='checksum'):
+        data_lib.read_ml100k(tmp_path)
