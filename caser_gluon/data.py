@@ -28,10 +28,12 @@ from mxnet import gluon
 __all__ = [
     'ML100K_SHAPE',
     'DataError',
+    'DataWarning',
     'SeqDataset',
     'default_cache_dir',
     'fetch_ml100k',
     'load_implicit',
+    'load_ratings',
     'read_ml100k',
     'read_ratings',
     'read_titles',
@@ -148,22 +150,40 @@ def fetch_ml100k(out_dir=None, *, quiet=False):
     return out_dir
 
 
-def read_ratings(path, *, sep='\t', min_rating=1, max_rating=5):
+def _sniff_sep(path):
+    """The separator of a ratings file's first line: ``::``, tab or comma."""
+    with open(path, encoding='latin-1') as f:
+        line = f.readline()
+    for sep in ['::', '\t', ',']:
+        if sep in line:
+            return sep
+    raise DataError(f'{path}, line 1: no separator found (tab, comma or '
+                    f'"::"): {line.strip()!r}')
+
+
+def read_ratings(path, *, sep='\t', min_rating=1, max_rating=5,
+                 integer_ratings=True):
     """Read a ``user item rating timestamp`` file, checking every line.
 
     Parameters
     ----------
     path : path-like
-        The ratings file (ML-100K's ``u.data`` format by default).
+        The ratings file (ML-100K's ``u.data`` format by default). A first
+        line that is not numeric is taken as a header and skipped.
     sep : str
-        Field separator (``'\\t'``, ``','`` or ``'::'``).
-    min_rating, max_rating : int
-        Allowed rating range.
+        Field separator: ``'\\t'``, ``','``, ``'::'`` or ``'auto'``.
+    min_rating, max_rating : float or None
+        Allowed rating range (``None``: no bound).
+    integer_ratings : bool
+        Require integer ratings (ML-100K); ``False`` accepts e.g. ``4.5``.
 
     Returns
     -------
     pandas.DataFrame
-        Columns ``user_id, item_id, rating, timestamp`` (int64), file order.
+        Columns ``user_id, item_id, rating, timestamp`` (int64, the rating
+        float64 when ``integer_ratings=False``), file order.
+        ``df.attrs['duplicates']`` counts duplicate (user, item, timestamp)
+        rows, which are kept and reported with a ``DataWarning``.
 
     Raises
     ------
@@ -176,6 +196,8 @@ def read_ratings(path, *, sep='\t', min_rating=1, max_rating=5):
         raise DataError(f'{path}: ratings file not found')
     if path.stat().st_size == 0:
         raise DataError(f'{path}: the ratings file is empty')
+    if sep == 'auto':
+        sep = _sniff_sep(path)
     try:
         raw = pd.read_csv(path, sep=sep, header=None, dtype=str,
                           engine='c' if len(sep) == 1 else 'python',
@@ -183,42 +205,97 @@ def read_ratings(path, *, sep='\t', min_rating=1, max_rating=5):
     except pd.errors.ParserError as err:
         raise DataError(f'{path}: {err} (expected 4 fields: user item '
                         f'rating timestamp, separated by {sep!r})') from None
-    if raw.empty:
-        raise DataError(f'{path}: the ratings file is empty')
     if raw.shape[1] != 4:
         raise DataError(f'{path}: expected 4 fields (user item rating '
                         f'timestamp) separated by {sep!r}, found '
                         f'{raw.shape[1]} on line 1')
+    first = 1
+    if pd.to_numeric(raw.iloc[0], errors='coerce').isna().all():
+        raw, first = raw.iloc[1:].reset_index(drop=True), 2   # a header
+    if raw.empty:
+        raise DataError(f'{path}: the ratings file has no rating')
     values = raw.apply(pd.to_numeric, errors='coerce')
     bad = values.isna() | (raw == '')
-    bad |= values.notna() & (values != values.round())
+    whole = values.notna() & (values == values.round())
+    bad |= ~whole if integer_ratings else ~whole & (values.columns != 2)
     if bad.to_numpy().any():
         row = int(np.flatnonzero(bad.to_numpy().any(axis=1))[0])
         col = int(np.flatnonzero(bad.iloc[row].to_numpy())[0])
-        got = '|'.join(raw.iloc[row].tolist())
-        raise DataError(f'{path}, line {row + 1}: {NAMES[col]} is not an '
-                        f'integer (line reads {got!r}; expected 4 integer '
-                        f'fields separated by {sep!r})')
-    df = values.astype(np.int64)
+        got = sep.join(raw.iloc[row].tolist())
+        what = 'a number' if col == 2 and not integer_ratings else \
+            'an integer'
+        raise DataError(f'{path}, line {row + first}: {NAMES[col]} is not '
+                        f'{what} (line reads {got!r}; expected user item '
+                        f'rating timestamp separated by {sep!r})')
+    df = values.astype(np.int64) if integer_ratings else \
+        values.astype({0: np.int64, 1: np.int64, 2: float, 3: np.int64})
     df.columns = NAMES
-    out = (df.rating < min_rating) | (df.rating > max_rating)
+    low = -np.inf if min_rating is None else min_rating
+    high = np.inf if max_rating is None else max_rating
+    out = (df.rating < low) | (df.rating > high)
     if out.any():
         row = int(np.flatnonzero(out.to_numpy())[0])
-        raise DataError(f'{path}, line {row + 1}: rating {df.rating[row]} '
-                        f'outside {min_rating}..{max_rating}')
+        raise DataError(f'{path}, line {row + first}: rating '
+                        f'{df.rating[row]} outside {min_rating}..'
+                        f'{max_rating}')
     neg = (df.user_id < 1) | (df.item_id < 1)
     if neg.any():
         row = int(np.flatnonzero(neg.to_numpy())[0])
-        raise DataError(f'{path}, line {row + 1}: user and item ids must '
-                        f'be >= 1')
+        raise DataError(f'{path}, line {row + first}: user and item ids '
+                        f'must be >= 1')
     dup = df.duplicated(['user_id', 'item_id', 'timestamp'], keep='first')
     df.attrs['duplicates'] = int(dup.sum())
     if dup.any():
         row = int(np.flatnonzero(dup.to_numpy())[0])
         warnings.warn(f'{path}: {int(dup.sum())} duplicate (user, item, '
-                      f'timestamp) rows, kept; the first is line {row + 1}',
-                      DataWarning, stacklevel=2)
+                      f'timestamp) rows, kept; the first is line '
+                      f'{row + first}', DataWarning, stacklevel=2)
     return df
+
+
+def load_ratings(path, *, sep='auto', min_rating=None, k_core=0):
+    """Any ``user item rating timestamp`` file, ready for the chapter's path.
+
+    Reads the file (tab, comma or ``::`` separated, e.g. MovieLens 1M's
+    ``ratings.dat``), keeps ratings ``>= min_rating``, applies a ``k``-core
+    filter (users and items with fewer than ``k_core`` interactions are
+    dropped until none is left) and remaps ids to ``1..num_users`` and
+    ``1..num_items`` in the order of the original ids.
+
+    Returns
+    -------
+    df : pandas.DataFrame
+        Remapped ``user_id, item_id, rating, timestamp``, file order.
+    num_users, num_items : int
+    info : dict
+        ``path``, ``sha256`` of the file, ``rows_read``, ``rows_kept``,
+        ``user_ids`` and ``item_ids`` (the original id of each new id - 1).
+    """
+    path = pathlib.Path(path)
+    df = read_ratings(path, sep=sep, min_rating=None, max_rating=None,
+                      integer_ratings=False)
+    rows_read = len(df)
+    if min_rating is not None:
+        df = df[df.rating >= min_rating]
+    while k_core > 1 and len(df):
+        users = df.user_id.map(df.user_id.value_counts())
+        items = df.item_id.map(df.item_id.value_counts())
+        keep = (users >= k_core) & (items >= k_core)
+        if keep.all():
+            break
+        df = df[keep]
+    if not len(df):
+        raise DataError(f'{path}: no rating left after min_rating='
+                        f'{min_rating} and k_core={k_core}')
+    user_codes, user_ids = pd.factorize(df.user_id, sort=True)
+    item_codes, item_ids = pd.factorize(df.item_id, sort=True)
+    out = df.assign(user_id=user_codes + 1, item_id=item_codes + 1)
+    out = out.reset_index(drop=True)
+    info = {'path': str(path),
+            'sha256': hashlib.sha256(path.read_bytes()).hexdigest(),
+            'rows_read': rows_read, 'rows_kept': len(out),
+            'user_ids': np.asarray(user_ids), 'item_ids': np.asarray(item_ids)}
+    return out, len(user_ids), len(item_ids), info
 
 
 def read_ml100k(data_dir=None, *, fetch=True):
@@ -432,6 +509,12 @@ class SeqDataset(gluon.data.Dataset):
     num_users, num_items : int
     candidates : dict of int to list of int
         Each user's training items; negatives are drawn outside them.
+    targets : int
+        ``T``, the number of next items each window predicts (the paper's
+        "skip" behaviour). ``T = 1`` is the chapter's setting; with ``T >
+        1`` windows have ``L + T`` items and a user gives ``c - L - T + 1``
+        of them (users with fewer than ``T`` items give none, with a
+        warning).
     seed : int, optional
         Seed of the negative sampler.
 
@@ -439,7 +522,7 @@ class SeqDataset(gluon.data.Dataset):
     ----------
     seq_users : numpy.ndarray of int32, shape (ns,)
     seq_items : numpy.ndarray of int32, shape (ns, L)
-    seq_tgt : numpy.ndarray of int32, shape (ns, 1)
+    seq_tgt : numpy.ndarray of int32, shape (ns, T)
     test_seq : numpy.ndarray of int32, shape (num_users, L)
         Each user's last ``L`` training items (left-padded).
     seen : numpy.ndarray of bool, shape (num_users, num_items)
@@ -449,8 +532,9 @@ class SeqDataset(gluon.data.Dataset):
     """
 
     def __init__(self, user_ids, item_ids, L, num_users, num_items,
-                 candidates, *, seed=None):
+                 candidates, *, targets=1, seed=None):
         L = _check_positive_int(L, 'L')
+        self.T = _check_positive_int(targets, 'targets')
         users = np.asarray(user_ids, dtype=np.int64).ravel()
         items = np.asarray(item_ids, dtype=np.int64).ravel()
         if len(users) != len(items):
@@ -472,50 +556,60 @@ class SeqDataset(gluon.data.Dataset):
         self.rng = np.random.default_rng(seed)
 
     def _build(self, users, items):
-        """Vectorised windows: pad each history on the left with L ids."""
-        L = self.L
+        """Vectorised windows: pad each history on the left, then index."""
+        L, T = self.L, self.T
+        W = L + T                       # window: L inputs, then T targets
         order = np.argsort(users, kind='stable')
         users, items = users[order], items[order]
         uniq, starts, counts = np.unique(users, return_index=True,
                                          return_counts=True)
-        # each user's block in the padded array: L padding ids, then h
-        pstarts = starts + L * np.arange(len(uniq))
-        padded = np.full(len(items) + L * len(uniq), self.pad, np.int64)
-        offsets = np.repeat(pstarts + L - starts, counts)
-        padded[np.arange(len(items)) + offsets] = items
-        n_win = np.maximum(counts - L, 1)
-        self.num_padded_users = int((counts < L + 1).sum())
+        too_short = counts < T
+        if too_short.any():
+            warnings.warn(f'T={T}: {int(too_short.sum())} users have fewer '
+                          f'than T training items and give no window',
+                          DataWarning, stacklevel=3)
+        # each user's block in the padded array: P padding ids, then h
+        P = W - 1
+        pstarts = starts + P * np.arange(len(uniq))
+        padded = np.full(len(items) + P * len(uniq), self.pad, np.int64)
+        padded[np.arange(len(items)) + np.repeat(pstarts + P - starts,
+                                                 counts)] = items
+        block_ends = pstarts + P + counts
+        n_win = np.where(too_short, 0, np.maximum(counts - W + 1, 1))
+        self.num_padded_users = int(((counts < W) & ~too_short).sum())
         if self.num_padded_users:
             warnings.warn(f'L={L}: {self.num_padded_users} users have fewer '
-                          f'than L + 1 = {L + 1} training items (shortest: '
+                          f'than L + T = {W} training items (shortest: '
                           f'{counts.min()}); their single window is '
                           f'left-padded with id {self.pad}',
                           DataWarning, stacklevel=3)
         self.ns = int(n_win.sum())
+        if not self.ns:
+            raise DataError(f'no training window: every history is shorter '
+                            f'than T={T}')
         # window j (0 = latest) of a user ends (exclusive) at end - j
         first = np.repeat(np.cumsum(n_win) - n_win, n_win)
-        j = np.arange(self.ns) - first
-        ends = np.repeat(pstarts + L + counts, n_win) - j
+        ends = np.repeat(block_ends, n_win) - (np.arange(self.ns) - first)
         self.seq_users = np.repeat(uniq, n_win).astype(np.int32)
-        self.seq_items = padded[ends[:, None] - L - 1 + np.arange(L)]
+        self.seq_items = padded[ends[:, None] - W + np.arange(L)]
         self.seq_items = self.seq_items.astype(np.int32)
-        self.seq_tgt = padded[ends - 1, None].astype(np.int32)
+        self.seq_tgt = padded[ends[:, None] - T + np.arange(T)]
+        self.seq_tgt = self.seq_tgt.astype(np.int32)
         self.test_seq = np.full((self.num_users, L), self.pad, np.int32)
-        last = pstarts + L + counts
-        self.test_seq[uniq] = padded[last[:, None] - L + np.arange(L)]
+        self.test_seq[uniq] = padded[block_ends[:, None] - L + np.arange(L)]
 
     def __len__(self):
         return self.ns
 
     def __getitem__(self, idx):
-        """Return ``(user, seq (L,), target (1,), negative (1,))``.
+        """Return ``(user, seq (L,), target (T,), negative (T,))``.
 
         The negative has the target's shape, so that a model scoring
         ``(batch_size, 1)`` item ids gives positive and negative scores of
         one shape (the chapter's model squeezes both instead).
         """
         u = self.seq_users[idx]
-        neg = sample_negatives(np.array([u]), self.seen, self.rng)
+        neg = sample_negatives(np.full(self.T, u), self.seen, self.rng)
         return (u, self.seq_items[idx], self.seq_tgt[idx],
                 neg.astype(np.int32))
 

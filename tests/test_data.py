@@ -247,7 +247,63 @@ def test_padding_is_reported():
 
 
 def test_checksum_mismatch_is_an_error(tmp_path):
-    path = write(tmp_path, '1\t2\t3\t100\n')
+    write(tmp_path, '1\t2\t3\t100\n')
     (tmp_path / 'u.data.sha256').write_text('0' * 64 + '\n')
     with pytest.raises(DataError, match='checksum'):
         data_lib.read_ml100k(tmp_path)
+
+
+def test_multi_target_windows():
+    # 8 items, L = 3, T = 2: windows of 5 items, 8 - 5 + 1 = 4 of them
+    histories = [list(range(8))]
+    users = np.zeros(8, dtype=int)
+    ds = SeqDataset(users, histories[0], 3, 1, 20, {0: histories[0]},
+                    targets=2)
+    assert len(ds) == 4
+    np.testing.assert_array_equal(ds.seq_items[0], [3, 4, 5])
+    np.testing.assert_array_equal(ds.seq_tgt[0], [6, 7])
+    np.testing.assert_array_equal(ds.seq_items[-1], [0, 1, 2])
+    np.testing.assert_array_equal(ds.seq_tgt[-1], [3, 4])
+    np.testing.assert_array_equal(ds.test_seq[0], [5, 6, 7])
+    _, _, target, neg = ds[0]
+    assert target.shape == neg.shape == (2,)
+    with pytest.warns(data_lib.DataWarning, match='fewer than T'):
+        short = SeqDataset([0, 1, 1, 1], [1, 2, 3, 4], 2, 2, 20,
+                           {0: [1], 1: [2, 3, 4]}, targets=2)
+    assert short.seq_users.tolist() == [1]
+    np.testing.assert_array_equal(short.seq_items[0], [20, 2])
+
+
+@pytest.mark.parametrize('sep', ['::', ',', '\t'])
+def test_load_ratings_remaps_filters_and_sniffs(tmp_path, sep):
+    rows = [(10, 7, 5, 1), (10, 9, 4, 2), (30, 7, 4, 3), (30, 9, 4, 4),
+            (20, 7, 5, 5), (30, 5, 5, 6), (40, 9, 1, 7), (40, 7, 2, 8)]
+    text = '\n'.join(sep.join(map(str, r)) for r in rows) + '\n'
+    path = write(tmp_path, text, 'ratings.dat')
+    df, num_users, num_items, info = data_lib.load_ratings(
+        path, min_rating=3, k_core=2)
+    # rating >= 3 drops user 40; the 2-core drops user 20 and item 5
+    # (one rating each), leaving users 10, 30 and items 7, 9
+    assert (num_users, num_items) == (2, 2)
+    assert info['user_ids'].tolist() == [10, 30]
+    assert info['item_ids'].tolist() == [7, 9]
+    assert df.to_numpy().tolist() == [[1, 1, 5, 1], [1, 2, 4, 2],
+                                      [2, 1, 4, 3], [2, 2, 4, 4]]
+    assert info['rows_read'] == 8 and info['rows_kept'] == 4
+    assert len(info['sha256']) == 64
+
+
+def test_load_ratings_header_and_float_ratings(tmp_path):
+    path = write(tmp_path, 'userId,movieId,rating,timestamp\n'
+                           '5,3,4.5,10\n5,4,3.0,11\n8,3,2.5,12\n',
+                 'ratings.csv')
+    df, num_users, num_items, _ = data_lib.load_ratings(path)
+    assert (num_users, num_items) == (2, 2)
+    assert df.rating.tolist() == [4.5, 3.0, 2.5]
+    assert df.user_id.tolist() == [1, 1, 2]
+    bad = write(tmp_path, 'userId,movieId,rating,timestamp\n5,x,4.5,10\n',
+                'bad.csv')
+    with pytest.raises(DataError, match='line 2: item_id is not an integer'):
+        data_lib.load_ratings(bad)
+    with pytest.raises(DataError, match='no rating left'):
+        data_lib.load_ratings(path, min_rating=5)
