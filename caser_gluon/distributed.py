@@ -1,0 +1,442 @@
+"""Scaling the chapter's training out with MXNet's parameter server.
+
+The chapter trains on "all available GPUs" of one machine: each batch is
+split over the devices and ``gluon.Trainer`` sums the gradients with a
+``kvstore`` (``device`` or ``local``); ``--devices cpu:2``, ``gpu:0,1`` or
+``all`` in :mod:`caser_gluon.train` do that. This module adds several
+*processes* (several machines, or several processes on one), with the
+parameter server that MXNet ships (ps-lite, built into the pip wheel):
+
+* a **scheduler** and ``S`` **servers** are plain ``import mxnet``
+  programs: with ``DMLC_ROLE=server`` (or ``scheduler``) importing mxnet
+  starts the server loop and blocks until the workers finish;
+* ``N`` **workers** run ``python -m caser_gluon.train --kvstore dist_sync``
+  (or ``dist_async``). Each one trains on its shard of the *users*
+  (:func:`shard_dataset`, by ``kv.rank`` and ``kv.num_workers``) with a
+  ``1 / N`` share of ``--batch-size``; the servers sum the workers'
+  gradients and run the optimiser (``update_on_kvstore``), so under
+  ``dist_sync`` every worker holds the same parameters after each step.
+* Every worker evaluates on *all* users after each epoch (one matrix
+  product; under ``dist_sync`` all ranks print the same numbers, a free
+  consistency check). Only rank 0 writes the run folder (``config.json``,
+  metrics, plot, ``caser.params``); every rank ``r`` adds its parameters as
+  ``caser-rank{r}.params``.
+
+:func:`launch` (``python -m caser_gluon.distributed --workers 2 --servers 1
+-- <train flags>``, ``make train-dist``) starts these processes on
+127.0.0.1 with the ``DMLC_*`` variables, waits, and stops them all if one
+fails or the time runs out. Across machines, start the same roles with the
+same variables by hand (or with MXNet's ``tools/launch.py``), with
+``DMLC_PS_ROOT_URI`` the scheduler's address.
+"""
+import argparse
+import copy
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as onp
+
+__all__ = [
+    'DIST_KVSTORES',
+    'DistWorker',
+    'assign_users',
+    'free_port',
+    'is_dist',
+    'launch',
+    'main',
+    'shard_dataset',
+    'worker_for',
+]
+
+DIST_KVSTORES = ('dist_sync', 'dist_async')
+DMLC_VARS = ('DMLC_ROLE', 'DMLC_PS_ROOT_URI', 'DMLC_PS_ROOT_PORT',
+             'DMLC_NUM_SERVER', 'DMLC_NUM_WORKER')
+# A scheduler or server: importing mxnet with DMLC_ROLE set runs its loop.
+SERVER_PROGRAM = 'import mxnet'
+
+
+def is_dist(kvstore):
+    """Whether ``kvstore`` (a name) is a parameter-server kvstore."""
+    return str(kvstore).startswith('dist')
+
+
+# ---------------------------------------------------------------------------
+# Sharding the training windows by users
+# ---------------------------------------------------------------------------
+
+def assign_users(counts, num_workers):
+    """Give each user to a worker, balancing the workers' windows.
+
+    Greedy "largest first": users in decreasing order of windows (ties by
+    id) go to the worker with the fewest windows so far (ties: lowest
+    rank). Deterministic, so every worker computes the same assignment.
+
+    Parameters
+    ----------
+    counts : (num_users,) int
+        Training windows of each user (``0`` for users without one).
+    num_workers : int
+
+    Returns
+    -------
+    (num_users,) int64
+        The rank owning each user.
+    """
+    counts = onp.asarray(counts, dtype=onp.int64)
+    owner = onp.zeros(len(counts), dtype=onp.int64)
+    loads = onp.zeros(num_workers, dtype=onp.int64)
+    for user in onp.argsort(-counts, kind='stable'):
+        rank = int(onp.argmin(loads))
+        owner[user] = rank
+        loads[rank] += counts[user]
+    return owner
+
+
+def shard_dataset(dataset, *, rank, num_workers, batch_size, seed=0):
+    """The training windows of this worker's users, in whole batches.
+
+    Users are split with :func:`assign_users`. Every shard is then topped
+    up with a few of its own windows, drawn again, to the same length, a
+    multiple of ``batch_size``: all workers take the same number of steps
+    of the same size per epoch, which ``dist_sync`` needs (each step waits
+    for every worker's gradient) and ``update_on_kvstore`` needs (the
+    servers' optimiser keeps the first step's ``1 / batch_size`` scale).
+
+    Parameters
+    ----------
+    dataset : SeqDataset
+    rank, num_workers : int
+    batch_size : int
+        This worker's examples per step.
+    seed : int
+        Seeds the choice of the repeated windows.
+
+    Returns
+    -------
+    SeqDataset
+        A shallow copy whose windows (``seq_users``, ``seq_items``,
+        ``seq_tgt``) are this worker's; ``test_seq`` and ``seen`` still
+        cover every user, so evaluation ranks all users. ``shard_users``
+        lists the worker's users and ``num_repeated`` the windows drawn
+        twice.
+    """
+    if not 0 <= rank < num_workers:
+        raise ValueError(f'rank {rank} outside 0..{num_workers - 1}')
+    counts = onp.bincount(dataset.seq_users, minlength=dataset.num_users)
+    if (counts > 0).sum() < num_workers:
+        raise ValueError(f'{num_workers} workers but only '
+                         f'{int((counts > 0).sum())} users with windows')
+    owner = assign_users(counts, num_workers)
+    loads = onp.bincount(owner, weights=counts, minlength=num_workers)
+    size = int(onp.ceil(loads.max() / batch_size)) * batch_size
+    idx = onp.flatnonzero(owner[dataset.seq_users] == rank)
+    rng = onp.random.default_rng([seed, rank])
+    extra = size - len(idx)
+    again = rng.choice(idx, extra, replace=extra > len(idx))
+    idx = onp.concatenate([idx, onp.sort(again)])
+    shard = copy.copy(dataset)
+    shard.seq_users = dataset.seq_users[idx]
+    shard.seq_items = dataset.seq_items[idx]
+    shard.seq_tgt = dataset.seq_tgt[idx]
+    shard.ns = len(idx)
+    shard.shard_users = onp.flatnonzero(owner == rank)
+    shard.num_repeated = extra
+    return shard
+
+
+# ---------------------------------------------------------------------------
+# One worker of a distributed run
+# ---------------------------------------------------------------------------
+
+class _WorkerLog:
+    """The run log of ranks other than 0: keeps records, writes nothing."""
+
+    def __init__(self, out_dir):
+        self.dir = pathlib.Path(out_dir)
+        self.history = []
+
+    def add(self, record):
+        """Keep one epoch's record."""
+        self.history.append(record)
+
+    def plot(self):
+        """Rank 0 plots."""
+
+
+class DistWorker:
+    """A worker process of a ``dist_sync`` or ``dist_async`` run.
+
+    Parameters
+    ----------
+    kvstore : str
+        ``dist_sync`` or ``dist_async``.
+    batch_size : int
+        ``--batch-size``, the examples of one step over all workers.
+    num_devices : int
+        Devices of this worker.
+
+    Attributes
+    ----------
+    kv : mxnet.kvstore.KVStore
+    rank, num_workers : int
+    batch_size : int
+        This worker's examples per step, ``batch_size // num_workers``.
+
+    Raises
+    ------
+    ValueError
+        When the ``DMLC_*`` variables are missing (the process was not
+        started by :func:`launch` or an equivalent), or the batch is too
+        small to share.
+    """
+
+    def __init__(self, kvstore, *, batch_size, num_devices=1):
+        import mxnet as mx
+        if kvstore not in DIST_KVSTORES:
+            raise ValueError(f'--kvstore {kvstore}: expected one of '
+                             f'{", ".join(DIST_KVSTORES)}')
+        missing = [v for v in DMLC_VARS if not os.environ.get(v)]
+        if missing:
+            raise ValueError(
+                f'--kvstore {kvstore} needs a scheduler and servers, found '
+                f'through the DMLC_* variables ({", ".join(missing)} not '
+                'set): start it with python -m caser_gluon.distributed '
+                '--workers N -- <train flags> (make train-dist)')
+        if os.environ['DMLC_ROLE'] != 'worker':
+            raise ValueError(f'DMLC_ROLE={os.environ["DMLC_ROLE"]}: only a '
+                             'worker trains')
+        self.kv = mx.kv.create(kvstore)
+        self.rank, self.num_workers = self.kv.rank, self.kv.num_workers
+        self.batch_size = batch_size // self.num_workers
+        if self.batch_size < num_devices:
+            raise ValueError(f'--batch-size {batch_size} over '
+                             f'{self.num_workers} workers leaves '
+                             f'{self.batch_size} examples per step for '
+                             f'{num_devices} devices')
+
+    def shard(self, dataset, *, seed=0):
+        """This worker's users' windows (:func:`shard_dataset`)."""
+        return shard_dataset(dataset, rank=self.rank,
+                             num_workers=self.num_workers,
+                             batch_size=self.batch_size, seed=seed)
+
+    def make_trainer(self, net, *, lr=0.04, wd=1e-5, optimizer='adam',
+                     **kwargs):
+        """A ``gluon.Trainer`` on the parameter server.
+
+        The servers sum the workers' gradients, each already divided by
+        the worker's batch (``trainer.step``), so the optimiser's
+        ``rescale_grad`` is ``1 / num_workers``: the update is the mean
+        over all the step's examples, as with one process. Other keyword
+        arguments (e.g. ``kvstore`` from :func:`~caser_gluon.train.run`)
+        are ignored.
+        """
+        from mxnet import gluon
+        params = {'learning_rate': lr, 'wd': wd,
+                  'rescale_grad': 1.0 / self.num_workers}
+        return gluon.Trainer(net.collect_params(), optimizer, params,
+                             kvstore=self.kv)
+
+    def run_log(self, out, config):
+        """Rank 0: a :class:`~caser_gluon.train.RunLog`; others: no files."""
+        from .train import RunLog
+        if self.rank == 0:
+            return RunLog(out, dict(config, num_workers=self.num_workers))
+        return _WorkerLog(out)
+
+    def save_params(self, net, out):
+        """Save this rank's parameters as ``out/caser-rank{rank}.params``."""
+        out = pathlib.Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / f'caser-rank{self.rank}.params'
+        net.save_parameters(str(path))
+        return path
+
+
+def worker_for(args, *, num_devices=1):
+    """A :class:`DistWorker` when ``args.kvstore`` is ``dist_*``, else None.
+
+    ``args`` are the parsed flags of :mod:`caser_gluon.train`.
+    """
+    if not is_dist(args.kvstore):
+        return None
+    if getattr(args, 'loop', 'fast') != 'fast':
+        raise ValueError(f'--kvstore {args.kvstore} needs --loop fast')
+    return DistWorker(args.kvstore, batch_size=args.batch_size,
+                      num_devices=num_devices)
+
+
+# ---------------------------------------------------------------------------
+# The local launcher
+# ---------------------------------------------------------------------------
+
+def free_port(host='127.0.0.1'):
+    """A TCP port on ``host`` that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _stop(procs, grace=5.0):
+    """Terminate the process groups of ``procs`` (SIGTERM, then SIGKILL)."""
+    alive = [p for p in procs if p.poll() is None]
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for p in alive:
+            try:
+                os.killpg(p.pid, sig)      # each child leads its own group
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and any(p.poll() is None
+                                                  for p in alive):
+            time.sleep(0.05)
+        alive = [p for p in alive if p.poll() is None]
+        if not alive:
+            return
+
+
+def _train_argv(train_args, *, kvstore):
+    """The workers' flags: a ``--kvstore dist_*`` and one shared ``--out``."""
+    args = list(train_args)
+    if not any(a == '--kvstore' or a.startswith('--kvstore=')
+               for a in args):
+        args += ['--kvstore', kvstore]
+    if not any(a == '--out' or a.startswith('--out=') for a in args):
+        args += ['--out', os.path.join(
+            'runs', time.strftime('caser-dist-%Y%m%d-%H%M%S'))]
+    return args
+
+
+def launch(train_args=(), *, workers=2, servers=1, kvstore='dist_sync',
+           port=None, timeout=None, threads=None, python=sys.executable):
+    """Run a scheduler, servers and workers as local processes; wait.
+
+    Parameters
+    ----------
+    train_args : sequence of str
+        Flags of ``python -m caser_gluon.train`` for every worker. A
+        ``--kvstore`` (default ``kvstore``) and an ``--out`` folder
+        (default ``runs/caser-dist-<time>``) are added unless given.
+    workers, servers : int
+    kvstore : str
+        ``dist_sync`` or ``dist_async``.
+    port : int, optional
+        The scheduler's port on 127.0.0.1 (default: a free one).
+    timeout : float, optional
+        Seconds before everything is stopped (default: none).
+    threads : int, optional
+        ``OMP_NUM_THREADS`` of each worker (default: the CPUs divided by
+        the workers, at least 1, unless ``OMP_NUM_THREADS`` is set).
+    python : str
+        The interpreter of every process.
+
+    Returns
+    -------
+    int
+        0 when every worker succeeded, else the first failing worker's exit
+        code (124 on timeout). All processes are stopped either way.
+    """
+    if workers < 1 or servers < 1:
+        raise ValueError('need at least one worker and one server')
+    if kvstore not in DIST_KVSTORES:
+        raise ValueError(f'kvstore {kvstore!r}: expected one of '
+                         f'{", ".join(DIST_KVSTORES)}')
+    port = port or free_port()
+    env = dict(os.environ, DMLC_PS_ROOT_URI='127.0.0.1',
+               DMLC_PS_ROOT_PORT=str(port), DMLC_NUM_SERVER=str(servers),
+               DMLC_NUM_WORKER=str(workers), DMLC_NODE_HOST='127.0.0.1')
+    if threads is None and 'OMP_NUM_THREADS' not in os.environ:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+    worker_env = dict(env)
+    if threads is not None:
+        worker_env['OMP_NUM_THREADS'] = str(threads)
+    argv = _train_argv(train_args, kvstore=kvstore)
+    roles = ([('scheduler', [python, '-c', SERVER_PROGRAM], env)]
+             + [('server', [python, '-c', SERVER_PROGRAM], env)] * servers
+             + [('worker', [python, '-m', 'caser_gluon.train', *argv],
+                 worker_env)] * workers)
+    procs, worker_procs = [], []
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        for role, cmd, role_env in roles:
+            p = subprocess.Popen(cmd, env=dict(role_env, DMLC_ROLE=role),
+                                 start_new_session=True)
+            procs.append(p)
+            if role == 'worker':
+                worker_procs.append(p)
+        while True:
+            codes = [p.poll() for p in worker_procs]
+            failed = [c for c in codes if c not in (None, 0)]
+            if failed:
+                print(f'caser_gluon.distributed: a worker exited with '
+                      f'code {failed[0]}; stopping the others',
+                      file=sys.stderr)
+                return failed[0]
+            if all(c == 0 for c in codes):
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                print(f'caser_gluon.distributed: timeout after {timeout} '
+                      's; stopping every process', file=sys.stderr)
+                return 124
+            time.sleep(0.1)
+        # the scheduler and servers leave once every worker has finished
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
+        return 0
+    finally:
+        _stop(procs)
+
+
+def build_parser():
+    """Flags of ``python -m caser_gluon.distributed``."""
+    p = argparse.ArgumentParser(
+        prog='python -m caser_gluon.distributed',
+        description='Train with the parameter server on this machine: a '
+                    'scheduler, servers and workers on 127.0.0.1. Flags '
+                    'after -- go to every worker (python -m '
+                    'caser_gluon.train).',
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument('--workers', type=int, default=2,
+                   help='worker processes (each trains on a shard of users)')
+    p.add_argument('--servers', type=int, default=1,
+                   help='parameter server processes')
+    p.add_argument('--kvstore', default='dist_sync', choices=DIST_KVSTORES,
+                   help='synchronous or asynchronous updates')
+    p.add_argument('--port', type=int, default=None,
+                   help="scheduler's port on 127.0.0.1 (default: free one)")
+    p.add_argument('--timeout', type=float, default=None,
+                   help='seconds before every process is stopped')
+    p.add_argument('--threads', type=int, default=None,
+                   help='OMP_NUM_THREADS per worker (default: CPUs / '
+                        'workers)')
+    p.add_argument('train_args', nargs=argparse.REMAINDER,
+                   help='-- then flags of python -m caser_gluon.train')
+    return p
+
+
+def main(argv=None):
+    """Entry point of ``python -m caser_gluon.distributed``."""
+    args = build_parser().parse_args(argv)
+    train_args = args.train_args
+    if train_args[:1] == ['--']:
+        train_args = train_args[1:]
+    try:
+        code = launch(train_args, workers=args.workers,
+                      servers=args.servers, kvstore=args.kvstore,
+                      port=args.port, timeout=args.timeout,
+                      threads=args.threads)
+    except ValueError as err:
+        build_parser().exit(2, f'error: {err}\n')
+    sys.exit(code)
+
+
+if __name__ == '__main__':
+    main()
