@@ -404,8 +404,10 @@ def build_parser():
     p.add_argument('--devices', default='auto',
                    help='auto, all, cpu, cpu:N or gpu:I,J')
     p.add_argument('--kvstore', default='device',
-                   choices=['device', 'local'],
-                   help='how gradients of several devices are aggregated')
+                   choices=['device', 'local', 'dist_sync', 'dist_async'],
+                   help='how gradients of several devices are aggregated; '
+                        'dist_*: several processes with a parameter server '
+                        '(start with python -m caser_gluon.distributed)')
     p.add_argument('--loop', default='fast', choices=['fast', 'd2l'],
                    help="fast: this package's loop; d2l: d2l.train_ranking")
     p.add_argument('--evaluator', default='all', choices=['all', 'd2l'],
@@ -433,6 +435,8 @@ def run(args):
     if args.batch_size < len(devices):
         raise ValueError(f'--batch-size {args.batch_size} is smaller than '
                          f'the number of devices ({len(devices)})')
+    from .distributed import worker_for
+    dist = worker_for(args, num_devices=len(devices))   # None: one process
     set_seed(args.seed)
     out = args.out or os.path.join(
         'runs', time.strftime('caser-%Y%m%d-%H%M%S'))
@@ -442,14 +446,17 @@ def run(args):
     chapter = load_chapter_data(L=args.L, data_dir=args.data_dir,
                                 seed=args.seed)
     dataset = chapter['train_seq_data']
+    if dist is not None:        # this worker's users, all users' test data
+        dataset = dist.shard(dataset, seed=args.seed)
     net = build_net(num_users=chapter['num_users'],
                     num_items=chapter['num_items'], devices=devices,
                     num_factors=args.num_factors, L=args.L, d=args.d,
                     d_prime=args.d_prime, drop_ratio=args.drop_ratio,
                     hybridize=args.hybridize)
-    trainer = make_trainer(net, lr=args.lr, wd=args.wd,
-                           optimizer=args.optimizer, kvstore=args.kvstore)
-    log = RunLog(out, config)
+    trainer = (dist.make_trainer if dist else make_trainer)(
+        net, lr=args.lr, wd=args.wd, optimizer=args.optimizer,
+        kvstore=args.kvstore)
+    log = dist.run_log(out, config) if dist else RunLog(out, config)
     evaluator = evaluate_ranking
     if args.evaluator == 'd2l':
         from d2l import mxnet as d2l
@@ -470,15 +477,19 @@ def run(args):
             hit_rate, auc = evaluator(model, *eval_args)
             return {'hit_rate': float(hit_rate), 'auc': float(auc)}
         fit(net, dataset, trainer, num_epochs=args.epochs,
-            batch_size=args.batch_size, devices=devices, seed=args.seed,
-            evaluate=evaluate, on_epoch=report, quiet=args.quiet)
+            batch_size=dist.batch_size if dist else args.batch_size,
+            devices=devices, seed=args.seed, evaluate=evaluate,
+            on_epoch=report, quiet=args.quiet)
     else:
         fit_d2l(net, dataset, trainer, num_epochs=args.epochs,
                 batch_size=args.batch_size, devices=devices,
                 test_input=chapter['test_input'],
                 candidates=chapter['candidates'], evaluator=evaluator,
                 num_workers=args.num_workers, on_epoch=report)
-    net.save_parameters(str(log.dir / 'caser.params'))
+    if dist is not None:        # caser-rank{r}.params, to compare ranks
+        dist.save_params(net, log.dir)
+    if dist is None or dist.rank == 0:
+        net.save_parameters(str(log.dir / 'caser.params'))
     log.plot()
     last = log.history[-1]
     print(f"final: test hit rate@50 {last['hit_rate']:.3f}, "
