@@ -3,8 +3,12 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
+# mxnet-cu117 etc.: a CUDA build of mxnet 1.9.1 instead of the CPU wheel
+MXNET ?= mxnet
+WORKERS ?= 2
+SERVERS ?= 1
 
-.PHONY: install data train test lint bench clean
+.PHONY: install data train train-dist test lint bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -12,6 +16,11 @@ $(PY):
 
 # The package, its pinned runtime dependencies and the dev tools.
 install: $(VENV)/.installed
+ifneq ($(MXNET),mxnet)
+	$(PY) -m pip show -q $(MXNET) 2>/dev/null || { \
+	  $(PY) -m pip uninstall -y -q mxnet && \
+	  $(PY) -m pip install -q $(MXNET)==1.9.1; }
+endif
 $(VENV)/.installed: setup.cfg pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
@@ -23,6 +32,11 @@ data: install
 # The chapter's recipe: Caser(10), L=5, batch 4096, Adam lr 0.04, 8 epochs.
 train: data
 	$(PY) -m caser_gluon.train $(ARGS)
+
+# Several processes on 127.0.0.1: scheduler, servers, workers (dist_sync).
+train-dist: data
+	$(PY) -m caser_gluon.distributed --workers $(WORKERS) \
+	  --servers $(SERVERS) -- $(ARGS)
 
 test: data
 	$(PY) -m pytest -q $(ARGS)
