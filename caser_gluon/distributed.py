@@ -425,6 +425,8 @@ def build_parser():
 def main(argv=None):
     """Entry point of ``python -m caser_gluon.distributed``."""
     args = build_parser().parse_args(argv)
+    # a SIGTERM (e.g. a batch system's) still runs launch's clean-up
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + 15))
     train_args = args.train_args
     if train_args[:1] == ['--']:
         train_args = train_args[1:]

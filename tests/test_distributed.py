@@ -181,7 +181,8 @@ def test_dist_sync_two_workers_on_loopback(tmp_path):
            '2', '--servers', '1', '--timeout', '150', '--',
            '--epochs', '1', '--batch-size', '4096', '--devices', 'cpu',
            '--quiet', '--out', str(out)]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    done = subprocess.run(cmd, capture_output=True, text=True,
+                          timeout=180, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count('final: test hit rate@50') == 2
     ranks = [mx.nd.load(str(out / f'caser-rank{r}.params'))
