@@ -243,10 +243,15 @@ class DistWorker:
                              kvstore=self.kv)
 
     def run_log(self, out, config):
-        """Rank 0: a :class:`~caser_gluon.train.RunLog`; others: no files."""
+        """Rank 0: a :class:`~caser_gluon.train.RunLog`; others: no files.
+
+        Rank 0's ``config.json`` adds ``dist_workers``, the number of
+        workers.
+        """
         from .train import RunLog
         if self.rank == 0:
-            return RunLog(out, dict(config, num_workers=self.num_workers))
+            return RunLog(out, dict(config,
+                                    dist_workers=self.num_workers))
         return _WorkerLog(out)
 
     def save_params(self, net, out):
@@ -331,7 +336,9 @@ def launch(train_args=(), *, workers=2, servers=1, kvstore='dist_sync',
         Seconds before everything is stopped (default: none).
     threads : int, optional
         ``OMP_NUM_THREADS`` of each worker (default: the CPUs divided by
-        the workers, at least 1, unless ``OMP_NUM_THREADS`` is set).
+        the workers and servers, at least 1, unless ``OMP_NUM_THREADS`` is
+        set). The scheduler and servers get 1. Oversubscribed OpenMP
+        threads spin and slow a worker down several times.
     python : str
         The interpreter of every process.
 
@@ -351,13 +358,15 @@ def launch(train_args=(), *, workers=2, servers=1, kvstore='dist_sync',
                DMLC_PS_ROOT_PORT=str(port), DMLC_NUM_SERVER=str(servers),
                DMLC_NUM_WORKER=str(workers), DMLC_NODE_HOST='127.0.0.1')
     if threads is None and 'OMP_NUM_THREADS' not in os.environ:
-        threads = max(1, (os.cpu_count() or 1) // workers)
+        threads = max(1, (os.cpu_count() or 1) // (workers + servers))
     worker_env = dict(env)
     if threads is not None:
         worker_env['OMP_NUM_THREADS'] = str(threads)
     argv = _train_argv(train_args, kvstore=kvstore)
-    roles = ([('scheduler', [python, '-c', SERVER_PROGRAM], env)]
-             + [('server', [python, '-c', SERVER_PROGRAM], env)] * servers
+    server_env = dict(env, OMP_NUM_THREADS='1')
+    roles = ([('scheduler', [python, '-c', SERVER_PROGRAM], server_env)]
+             + [('server', [python, '-c', SERVER_PROGRAM], server_env)]
+             * servers
              + [('worker', [python, '-m', 'caser_gluon.train', *argv],
                  worker_env)] * workers)
     procs, worker_procs = [], []
@@ -416,7 +425,7 @@ def build_parser():
                    help='seconds before every process is stopped')
     p.add_argument('--threads', type=int, default=None,
                    help='OMP_NUM_THREADS per worker (default: CPUs / '
-                        'workers)')
+                        '(workers + servers))')
     p.add_argument('train_args', nargs=argparse.REMAINDER,
                    help='-- then flags of python -m caser_gluon.train')
     return p

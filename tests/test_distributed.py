@@ -196,5 +196,6 @@ def test_dist_sync_two_workers_on_loopback(tmp_path):
     assert 0.05 < metrics[0]['hit_rate'] < 0.6
     assert 0.6 < metrics[0]['auc'] < 0.95
     config = json.loads((out / 'config.json').read_text())
-    assert config['kvstore'] == 'dist_sync' and config['num_workers'] == 2
+    assert config['kvstore'] == 'dist_sync'
+    assert config['dist_workers'] == 2
     assert (out / 'caser.params').is_file()
