@@ -41,6 +41,21 @@ train-dist: data
 test: data
 	$(PY) -m pytest -q $(ARGS)
 
+# The chapter as a notebook, in Jupyter (lab if installed).
+.PHONY: notebook notebook-html
+notebook: data
+	if [ -x $(VENV)/bin/jupyter-lab ]; then \
+	  $(VENV)/bin/jupyter lab notebooks/caser.ipynb; \
+	else $(VENV)/bin/jupyter notebook notebooks/caser.ipynb; fi
+
+# The notebook executed with its full parameters: build/caser.html.
+notebook-html: data
+	mkdir -p build
+	$(VENV)/bin/jupyter nbconvert --to html --execute \
+	  --ExecutePreprocessor.timeout=1200 \
+	  --ExecutePreprocessor.kernel_name=python3 \
+	  --output-dir build notebooks/caser.ipynb
+
 lint: install
 	$(VENV)/bin/ruff check caser_gluon tests
 
