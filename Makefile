@@ -56,6 +56,10 @@ notebook-html: data
 	  --ExecutePreprocessor.kernel_name=python3 \
 	  --output-dir build notebooks/caser.ipynb
 
+# Times this package against the chapter's code; writes benchmarks/RESULTS.md.
+bench: data
+	$(PY) benchmarks/bench.py $(ARGS)
+
 lint: install
 	$(VENV)/bin/ruff check caser_gluon tests
 
