@@ -72,6 +72,46 @@ def bpr_loss(positive, negative):
     return npx.activation(negative - positive, act_type='softrelu')
 
 
+def hinge_loss(positive, negative, margin=1.0):
+    """Per-pair hinge loss ``max(0, margin - positive + negative)``.
+
+    ``d2l.HingeLossbRec`` per pair (d2l sums it over the batch).
+    """
+    return npx.relu(margin - positive + negative)
+
+
+def bce_loss(positive, negative):
+    """The paper's binary cross-entropy, summed over targets and negatives.
+
+    ``-log sigmoid(p)`` for each positive and ``-log(1 - sigmoid(n))`` for
+    each negative, written with ``softrelu`` to stay finite.
+
+    Parameters
+    ----------
+    positive : (batch_size, T) float
+    negative : (batch_size, N) float
+
+    Returns
+    -------
+    (batch_size,) float
+    """
+    return (npx.activation(-positive, act_type='softrelu').sum(axis=1)
+            + npx.activation(negative, act_type='softrelu').sum(axis=1))
+
+
+def _pairwise(loss):
+    """Pair target ``t`` with negative ``t``; sum over the ``T`` pairs."""
+    def per_example(positive, negative):
+        return loss(positive, negative).sum(axis=1)
+    per_example.__doc__ = f'{loss.__name__}, summed over the T pairs.'
+    return per_example
+
+
+#: ``--loss`` name -> per-example loss of (positive (b, T), negative (b, N))
+LOSSES = {'bpr': _pairwise(bpr_loss), 'hinge': _pairwise(hinge_loss),
+          'bce': bce_loss}
+
+
 def resolve_devices(spec='auto'):
     """Turn a ``--devices`` string into a list of contexts.
 
@@ -124,26 +164,47 @@ def set_seed(seed):
 # Data, model, trainer
 # ---------------------------------------------------------------------------
 
-def load_chapter_data(*, L=5, data_dir=None, seed=None):
+def load_chapter_data(*, L=5, data_dir=None, seed=None, targets=1,
+                      ratings=None, min_rating=None, k_core=0):
     """ML-100K, the sequence-aware split and ``SeqDataset``, as the chapter.
+
+    Parameters
+    ----------
+    L : int
+    data_dir : path-like, optional
+        Where ML-100K's ``u.data`` is (default: found or fetched).
+    seed : int, optional
+        Seed of ``SeqDataset``'s negative sampler.
+    targets : int
+        Next items per window (``T``).
+    ratings : path-like, optional
+        Any ``user item rating timestamp`` file instead of ML-100K (see
+        ``data.load_ratings``), filtered by ``min_rating`` and ``k_core``.
 
     Returns
     -------
     dict
         ``train_seq_data`` (SeqDataset), ``test_input`` (each user's held-out
         items), ``candidates`` (training items), ``num_users``,
-        ``num_items``.
+        ``num_items``, and ``data_info`` (the ratings file's checksum...).
     """
-    df, num_users, num_items = data_lib.read_ml100k(data_dir)
+    info = {}
+    if ratings is not None:
+        df, num_users, num_items, info = data_lib.load_ratings(
+            ratings, min_rating=min_rating, k_core=k_core)
+        info = {k: v for k, v in info.items() if k not in ('user_ids',
+                                                           'item_ids')}
+    else:
+        df, num_users, num_items = data_lib.read_ml100k(data_dir)
     train_df, test_df = data_lib.split_seq_aware(df, num_users, num_items)
     users, items, candidates = data_lib.load_implicit(
         train_df, num_users, num_items)
     _, _, test_input = data_lib.load_implicit(test_df, num_users, num_items)
     dataset = data_lib.SeqDataset(users, items, L, num_users, num_items,
-                                  candidates, seed=seed)
+                                  candidates, targets=targets, seed=seed)
     return {'train_seq_data': dataset, 'test_input': test_input,
             'candidates': candidates, 'num_users': num_users,
-            'num_items': num_items}
+            'num_items': num_items, 'data_info': info}
 
 
 def build_net(*, num_users, num_items, devices, num_factors=10, L=5, d=16,
@@ -169,52 +230,82 @@ def make_trainer(net, *, lr=0.04, wd=1e-5, optimizer='adam',
 # The project's loop
 # ---------------------------------------------------------------------------
 
-def _batches(dataset, *, batch_size, rng):
+def _batches(dataset, *, batch_size, rng, num_negatives=None):
     """Shuffled mini-batches ``(users, seqs, items)`` as NumPy arrays.
 
-    ``items`` is ``(batch_size, 2)``: the target, then a negative drawn for
-    the batch at once by rejection sampling (never a training item).
+    ``items`` is ``(batch_size, T + N)``: the ``T`` targets, then ``N``
+    negatives (default ``N = T``) drawn for the whole batch at once by
+    rejection sampling, never one of the user's training items.
     """
+    num_negatives = num_negatives or dataset.seq_tgt.shape[1]
     order = rng.permutation(len(dataset))
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
         users = dataset.seq_users[idx]
-        negatives = data_lib.sample_negatives(users, dataset.seen, rng)
-        items = onp.stack([dataset.seq_tgt[idx, 0], negatives], axis=1)
+        negatives = data_lib.sample_negatives(
+            onp.repeat(users, num_negatives), dataset.seen, rng)
+        items = onp.concatenate(
+            [dataset.seq_tgt[idx], negatives.reshape(len(idx), -1)], axis=1)
         yield users, dataset.seq_items[idx], items.astype(onp.int32)
 
 
 def train_epoch(net, dataset, trainer, *, batch_size, devices, rng,
-                progress=None):
+                loss='bpr', num_negatives=None, progress=None, epoch=None):
     """One pass over ``dataset``; returns (mean loss per example, seconds).
 
     Each batch is split over ``devices``; every shard's sequence is encoded
-    once and its positive and negative item scored together.
+    once and its targets and negatives scored together, ``(b, T + N)``.
+
+    Raises
+    ------
+    FloatingPointError
+        If a batch's loss is NaN or infinite, naming the epoch and batch.
     """
-    start, losses, seen = time.perf_counter(), [], 0
+    loss_fn = LOSSES[loss] if isinstance(loss, str) else loss
+    T = dataset.seq_tgt.shape[1]
+    start, losses, count = time.perf_counter(), [], 0
     for users, seqs, items in _batches(dataset, batch_size=batch_size,
-                                       rng=rng):
+                                       rng=rng, num_negatives=num_negatives):
         shards = [gluon.utils.split_and_load(np.array(a), devices,
                                              even_split=False)
                   for a in (users, seqs, items)]
         with autograd.record():
             ls = []
             for u, s, it in zip(*shards):
-                scores = net(u, s, it)                      # (b, 2)
-                ls.append(bpr_loss(scores[:, 0], scores[:, 1]))
-        for loss in ls:
-            loss.backward()
+                scores = net(u, s, it)                      # (b, T + N)
+                ls.append(loss_fn(scores[:, :T], scores[:, T:]))
+        for part in ls:
+            part.backward()
         trainer.step(len(users))
-        losses.extend(loss.sum() for loss in ls)
-        seen += len(users)
+        losses.append(sum(part.sum().as_in_ctx(mx.cpu()) for part in ls))
+        count += len(users)
         if progress is not None:
             progress.update(len(users))
-    total = sum(float(loss) for loss in losses)   # one sync, at the end
-    return total / seen, time.perf_counter() - start
+    per_batch = np.stack(losses).asnumpy()     # one sync, at the end
+    bad = onp.flatnonzero(~onp.isfinite(per_batch))
+    if len(bad):
+        raise FloatingPointError(
+            f'epoch {epoch}, batch {bad[0] + 1}: the loss is '
+            f'{per_batch[bad[0]]}; training stopped (try a smaller --lr)')
+    return float(per_batch.sum()) / count, time.perf_counter() - start
+
+
+def seed_epoch(seed, epoch):
+    """The random streams of one epoch: ``(seed, epoch)`` fixes them.
+
+    Seeds MXNet (dropout) and returns NumPy's generator for the batch order
+    and the negatives. Seeding per epoch, not once per run, lets a resumed
+    run draw exactly what an uninterrupted one would.
+    """
+    if seed is None:
+        return onp.random.default_rng()
+    mx.random.seed(seed * 10_007 + epoch)
+    return onp.random.default_rng([seed, epoch])
 
 
 def fit(net, dataset, trainer, *, num_epochs, batch_size, devices, seed=None,
-        evaluate=None, on_epoch=None, quiet=False):
+        loss='bpr', num_negatives=None, evaluate=None, on_epoch=None,
+        quiet=False, checkpoint_dir=None, start_epoch=1, history=None):
     """Train with :func:`train_epoch`, evaluating after each epoch.
 
     Parameters
@@ -225,13 +316,23 @@ def fit(net, dataset, trainer, *, num_epochs, batch_size, devices, seed=None,
     num_epochs, batch_size : int
     devices : list of mxnet.Context
     seed : int, optional
-        Seeds the batch order and the negatives.
+        With the epoch, seeds the batch order, negatives and dropout.
+    loss : str or callable
+        ``'bpr'`` (the chapter), ``'hinge'`` or ``'bce'``; see ``LOSSES``.
+    num_negatives : int, optional
+        Negatives per window (default: one per target).
     evaluate : callable, optional
         ``evaluate(net) -> dict`` of test metrics.
     on_epoch : callable, optional
         Called with each epoch's record (a dict).
     quiet : bool
         No progress bar.
+    checkpoint_dir : path-like, optional
+        Save a checkpoint there after every epoch.
+    start_epoch : int
+        First epoch to run (after a resumed checkpoint).
+    history : list of dict, optional
+        The records of the epochs before ``start_epoch``.
 
     Returns
     -------
@@ -240,17 +341,22 @@ def fit(net, dataset, trainer, *, num_epochs, batch_size, devices, seed=None,
         ``examples_per_sec``, and the metrics of ``evaluate``.
     """
     from tqdm.auto import tqdm
-    rng = onp.random.default_rng(seed)
-    history = []
-    for epoch in range(1, num_epochs + 1):
+
+    from .checkpoint import save_checkpoint
+    history = list(history or [])
+    for epoch in range(start_epoch, num_epochs + 1):
+        rng = seed_epoch(seed, epoch)
         bar = tqdm(total=len(dataset), desc=f'epoch {epoch}/{num_epochs}',
                    unit='ex', leave=False,
                    disable=quiet or not sys.stderr.isatty())
-        loss, seconds = train_epoch(net, dataset, trainer,
-                                    batch_size=batch_size, devices=devices,
-                                    rng=rng, progress=bar)
-        bar.close()
-        record = {'epoch': epoch, 'train_loss': loss,
+        try:
+            loss_value, seconds = train_epoch(
+                net, dataset, trainer, batch_size=batch_size,
+                devices=devices, rng=rng, loss=loss,
+                num_negatives=num_negatives, progress=bar, epoch=epoch)
+        finally:
+            bar.close()
+        record = {'epoch': epoch, 'train_loss': loss_value,
                   'train_seconds': seconds,
                   'examples_per_sec': len(dataset) / seconds}
         if evaluate is not None:
@@ -258,6 +364,9 @@ def fit(net, dataset, trainer, *, num_epochs, batch_size, devices, seed=None,
         history.append(record)
         if on_epoch is not None:
             on_epoch(record)
+        if checkpoint_dir is not None:
+            save_checkpoint(checkpoint_dir, net, trainer, epoch=epoch,
+                            history=history)
     return history
 
 
@@ -313,10 +422,10 @@ class RunLog:
     what it computed.
     """
 
-    def __init__(self, out_dir, config):
+    def __init__(self, out_dir, config, *, history=None):
         self.dir = pathlib.Path(out_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.history = []
+        self.history = list(history or [])
         (self.dir / 'config.json').write_text(json.dumps(config, indent=2)
                                               + '\n')
 
@@ -426,11 +535,66 @@ def build_parser():
                    help='run folder (default: runs/caser-<time>)')
     p.add_argument('--quiet', action='store_true',
                    help='no progress bar, no per-epoch lines')
+    p.add_argument('--conv', default='dense', choices=['dense', 'conv2d'],
+                   help="dense: convolutions as dense layers over windows "
+                        "(fast); conv2d: the chapter's Conv2D layers")
+    p.add_argument('--targets', type=_positive(int), default=1,
+                   help='T, next items predicted per window (the paper)')
+    p.add_argument('--loss', default='bpr', choices=sorted(LOSSES),
+                   help='bpr (chapter), hinge (d2l.HingeLossbRec), bce '
+                        '(paper); fast loop only')
+    p.add_argument('--num-negatives', type=_positive(int), default=None,
+                   help='negatives per window (default: one per target)')
+    p.add_argument('--ratings', default=None,
+                   help='any "user item rating timestamp" file (tab, comma '
+                        'or ::) instead of ML-100K')
+    p.add_argument('--min-rating', type=float, default=None,
+                   help='with --ratings: keep ratings >= this')
+    p.add_argument('--k-core', type=_non_negative_int, default=0,
+                   help='with --ratings: keep users and items with >= k '
+                        'interactions')
+    p.add_argument('--resume', default=None, metavar='RUN_DIR',
+                   help='continue an interrupted run from its last '
+                        'checkpoint, with its saved configuration')
     return p
+
+
+def _resumed_args(args):
+    """The saved configuration of ``args.resume``, to continue that run."""
+    run_dir = pathlib.Path(args.resume)
+    path = run_dir / 'config.json'
+    if not path.is_file():
+        raise ValueError(f'--resume {run_dir}: no config.json there')
+    saved = json.loads(path.read_text())
+    merged = vars(build_parser().parse_args([]))
+    merged.update({k: v for k, v in saved.items() if k in merged})
+    merged.update(resume=str(run_dir), out=str(run_dir), quiet=args.quiet)
+    if args.epochs != build_parser().get_default('epochs'):
+        merged['epochs'] = args.epochs          # --epochs extends the run
+    return argparse.Namespace(**merged)
+
+
+def _check_args(args):
+    """Reject flag combinations that would silently do something else."""
+    if args.loop == 'd2l' and (args.loss != 'bpr' or args.num_negatives):
+        raise ValueError('--loss and --num-negatives need --loop fast '
+                         '(d2l.train_ranking uses d2l.BPRLoss)')
+    pairwise = args.loss in ('bpr', 'hinge')
+    if pairwise and args.num_negatives not in (None, args.targets):
+        raise ValueError(f'--loss {args.loss} pairs each target with one '
+                         f'negative: --num-negatives must equal --targets '
+                         f'({args.targets})')
+    if args.ratings is None and (args.min_rating is not None or args.k_core):
+        raise ValueError('--min-rating and --k-core need --ratings')
+    if args.resume and args.kvstore.startswith('dist'):
+        raise ValueError('--resume is not supported with --kvstore dist_*')
 
 
 def run(args):
     """Train and evaluate as ``args`` say; returns the run's history."""
+    if args.resume:
+        args = _resumed_args(args)
+    _check_args(args)
     devices = resolve_devices(args.devices)
     if args.batch_size < len(devices):
         raise ValueError(f'--batch-size {args.batch_size} is smaller than '
@@ -440,11 +604,14 @@ def run(args):
     set_seed(args.seed)
     out = args.out or os.path.join(
         'runs', time.strftime('caser-%Y%m%d-%H%M%S'))
-    config = dict(vars(args), out=out, devices=[str(d) for d in devices])
+    config = dict(vars(args), out=out, contexts=[str(d) for d in devices])
+    chapter = load_chapter_data(
+        L=args.L, data_dir=args.data_dir, seed=args.seed,
+        targets=args.targets, ratings=args.ratings,
+        min_rating=args.min_rating, k_core=args.k_core)
+    config['data'] = chapter['data_info'] or {'name': 'ml-100k'}
     if not args.quiet:
         print('configuration: ' + json.dumps(config))
-    chapter = load_chapter_data(L=args.L, data_dir=args.data_dir,
-                                seed=args.seed)
     dataset = chapter['train_seq_data']
     if dist is not None:        # this worker's users, all users' test data
         dataset = dist.shard(dataset, seed=args.seed)
@@ -452,11 +619,19 @@ def run(args):
                     num_items=chapter['num_items'], devices=devices,
                     num_factors=args.num_factors, L=args.L, d=args.d,
                     d_prime=args.d_prime, drop_ratio=args.drop_ratio,
-                    hybridize=args.hybridize)
+                    hybridize=args.hybridize, conv=args.conv)
     trainer = (dist.make_trainer if dist else make_trainer)(
         net, lr=args.lr, wd=args.wd, optimizer=args.optimizer,
         kvstore=args.kvstore)
-    log = dist.run_log(out, config) if dist else RunLog(out, config)
+    start_epoch, history = 1, []
+    if args.resume:
+        from .checkpoint import load_checkpoint
+        done, history = load_checkpoint(args.resume, net, trainer,
+                                        devices=devices)
+        start_epoch = done + 1
+        print(f'resuming {args.resume} after epoch {done}')
+    log = dist.run_log(out, config) if dist else RunLog(
+        out, config, history=history)
     evaluator = evaluate_ranking
     if args.evaluator == 'd2l':
         from d2l import mxnet as d2l
@@ -476,10 +651,19 @@ def run(args):
         def evaluate(model):
             hit_rate, auc = evaluator(model, *eval_args)
             return {'hit_rate': float(hit_rate), 'auc': float(auc)}
-        fit(net, dataset, trainer, num_epochs=args.epochs,
-            batch_size=dist.batch_size if dist else args.batch_size,
-            devices=devices, seed=args.seed, evaluate=evaluate,
-            on_epoch=report, quiet=args.quiet)
+        try:
+            fit(net, dataset, trainer, num_epochs=args.epochs,
+                batch_size=dist.batch_size if dist else args.batch_size,
+                devices=devices, seed=args.seed, loss=args.loss,
+                num_negatives=args.num_negatives, evaluate=evaluate,
+                on_epoch=report, quiet=args.quiet,
+                checkpoint_dir=None if dist else log.dir,
+                start_epoch=start_epoch, history=history)
+        except KeyboardInterrupt:
+            done = log.history[-1]['epoch'] if log.history else 0
+            raise KeyboardInterrupt(
+                f'interrupted after epoch {done}; its checkpoint is in '
+                f'{log.dir}: continue with --resume {log.dir}') from None
     else:
         fit_d2l(net, dataset, trainer, num_epochs=args.epochs,
                 batch_size=args.batch_size, devices=devices,
@@ -503,8 +687,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         run(args)
-    except (ValueError, data_lib.DataError) as err:
+    except (ValueError, FloatingPointError) as err:
+        # DataError and CheckpointError are ValueErrors
         parser.exit(2, f'{parser.prog}: error: {err}\n')
+    except KeyboardInterrupt as err:
+        parser.exit(130, f'{parser.prog}: {err or "interrupted"}\n')
 
 
 if __name__ == '__main__':

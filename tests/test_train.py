@@ -3,9 +3,11 @@ import json
 
 import mxnet as mx
 import numpy as onp
+import pandas as pd
 import pytest
 from mxnet import np
 
+from caser_gluon import data as data_lib
 from caser_gluon import train as train_lib
 from caser_gluon.data import SeqDataset
 
@@ -50,6 +52,10 @@ def test_bpr_loss_matches_d2l_and_stays_finite():
     (['--d', '-2'], 'must be >= 0'),
     (['--loop', 'slow'], 'invalid choice'),
     (['--devices', 'tpu:1', '--epochs', '1'], 'not understood'),
+    (['--loss', 'hinge', '--num-negatives', '3'], 'must equal --targets'),
+    (['--loop', 'd2l', '--loss', 'bce'], 'need --loop fast'),
+    (['--k-core', '5'], 'need --ratings'),
+    (['--resume', '/nonexistent/run'], 'no config.json there'),
 ])
 def test_bad_flags_exit_with_message(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -111,11 +117,67 @@ def test_cli_run_writes_run_folder_and_is_seeded(tmp_path):
                  'caser.params']:
         assert (folder / name).stat().st_size > 0
     config = json.loads((folder / 'config.json').read_text())
-    assert config['devices'] == ['cpu(0)', 'cpu(1)'] and config['seed'] == 3
-    a, b = runs
+    assert config['contexts'] == ['cpu(0)', 'cpu(1)']
+    assert config['seed'] == 3 and config['data'] == {'name': 'ml-100k'}
+    # an interrupted run (1 epoch), resumed to 2, ends where a run of 2 does
+    train_lib.main(['--epochs', '1', '--devices', 'cpu:2', '--quiet',
+                    '--seed', '3', '--out', str(tmp_path / 'c')])
+    assert (tmp_path / 'c' / 'checkpoint.params').is_file()
+    train_lib.main(['--resume', str(tmp_path / 'c'), '--epochs', '2',
+                    '--quiet'])
+    runs.append(json.loads((tmp_path / 'c' / 'metrics.json').read_text()))
+    a, b, c = runs
+    assert [r['epoch'] for r in c] == [1, 2]
+    for key in ['train_loss', 'hit_rate', 'auc']:
+        assert c[1][key] == a[1][key]
     assert [r['epoch'] for r in a] == [1, 2]
     assert a[1]['train_loss'] < a[0]['train_loss']
     assert 0.1 < a[1]['hit_rate'] < 0.6 and 0.7 < a[1]['auc'] < 0.95
     for ra, rb in zip(a, b):
         for key in ['train_loss', 'hit_rate', 'auc']:
             assert ra[key] == rb[key]
+
+
+def test_nan_loss_stops_with_epoch_and_batch():
+    users = onp.repeat(onp.arange(3), 6)
+    items = onp.tile(onp.arange(6), 3)
+    candidates = {u: list(range(6)) for u in range(3)}
+    dataset = SeqDataset(users, items, 2, 3, 10, candidates, seed=0)
+    devices = [mx.cpu()]
+    net = train_lib.build_net(num_users=3, num_items=10, devices=devices,
+                              L=2, d=2, d_prime=1)
+    trainer = train_lib.make_trainer(net, lr=0.01)
+    net.b.weight.set_data(np.full((10, 1), onp.nan))
+    with pytest.raises(FloatingPointError, match='epoch 1, batch 1: the '
+                                                 'loss is nan'):
+        train_lib.fit(net, dataset, trainer, num_epochs=2, batch_size=4,
+                      devices=devices, seed=0, quiet=True)
+
+
+@pytest.mark.parametrize('loss', ['bpr', 'hinge', 'bce'])
+def test_losses_and_targets_train(loss):
+    rng = onp.random.default_rng(0)
+    users = onp.repeat(onp.arange(20), 12)
+    items = onp.concatenate([rng.permutation(30)[:12] for _ in range(20)])
+    _, _, candidates = data_lib.load_implicit(
+        pd.DataFrame({'u': users + 1, 'i': items + 1}), 20, 30)
+    dataset = SeqDataset(users, items, 3, 20, 30, candidates, targets=2,
+                         seed=0)
+    devices = [mx.cpu()]
+    train_lib.set_seed(0)
+    net = train_lib.build_net(num_users=20, num_items=30, devices=devices,
+                              L=3, d=2, d_prime=1, num_factors=4)
+    trainer = train_lib.make_trainer(net, lr=0.05)
+    history = train_lib.fit(net, dataset, trainer, num_epochs=6,
+                            batch_size=32, devices=devices, seed=0,
+                            loss=loss, num_negatives=3 if loss == 'bce'
+                            else None, quiet=True)
+    assert history[-1]['train_loss'] < history[0]['train_loss']
+
+
+def test_resume_needs_a_checkpoint(tmp_path, capsys):
+    (tmp_path / 'config.json').write_text('{"epochs": 2}')
+    with pytest.raises(SystemExit) as exit_info:
+        train_lib.main(['--resume', str(tmp_path), '--quiet'])
+    assert exit_info.value.code == 2
+    assert 'no checkpoint to resume from' in capsys.readouterr().err
