@@ -111,13 +111,17 @@ print(inspect.getsource(Caser))
 # %% [markdown]
 # Let us follow a batch of 4 random sequences through the sub-blocks,
 # calling each one ourselves, with the chapter's sizes: $k = 10$,
-# $d = 16$, $d' = 4$.
+# $d = 16$, $d' = 4$, and the chapter's `Conv2D` layers (`conv='conv2d'`).
+# The package's default, `conv='dense'`, computes the same features
+# faster: a filter as wide as the image is a dense layer applied to each
+# window of $h$ rows, and a vertical filter is a dense layer over the $L$
+# rows of each column (see `_convolve_dense` above).
 
 # %%
 num_users, num_items = ML100K_SHAPE['users'], ML100K_SHAPE['items']
 devices = resolve_devices('auto')
 net = build_net(num_users=num_users, num_items=num_items, devices=devices,
-                L=L, hybridize=False)
+                L=L, hybridize=False, conv='conv2d')
 rng = onp.random.default_rng(SEED)
 user_id = np.array(rng.integers(0, num_users, 4), ctx=devices[0])
 seq = np.array(rng.integers(0, num_items, (4, L)), ctx=devices[0])
