@@ -20,6 +20,7 @@ import numpy as onp
 from mxnet import autograd, np
 
 from .data import seen_mask
+from .metrics import ranking_metrics
 
 __all__ = [
     'evaluate_ranking',
@@ -138,6 +139,32 @@ def evaluate_ranking(net, test_input, seq, candidates, num_users, num_items,
     ranks, n = target_ranks(scores, targets, seen)
     hits, aucs = hit_and_auc_from_ranks(ranks, n, k)
     return float(hits.mean()), float(aucs.mean())
+
+
+def evaluate_all(net, test_input, seq, candidates, num_users, num_items,
+                 devices, *, ks=(1, 5, 10, 50), num_ranked=None):
+    """Every metric of :mod:`caser_gluon.metrics`, averaged over users.
+
+    Same arguments as :func:`evaluate_ranking`; all of each user's
+    held-out items count as relevant.
+
+    Returns
+    -------
+    dict of str to float
+        ``hr@k``, ``ndcg@k``, ``precision@k``, ``recall@k`` for each ``k``,
+        ``mrr``, ``map``, ``auc``, and ``hit_rate`` (HR@50, the chapter's).
+    """
+    scores = score_all_items(net, seq, device=devices[0])
+    excluded = _excluded(candidates, num_users, num_items, num_ranked)
+    relevant = seen_mask(test_input, num_users, num_items)
+    per_user = ranking_metrics(scores, relevant, excluded,
+                               ks=sorted(set(ks) | {50}))
+    means = {key: float(values.mean()) for key, values in per_user.items()}
+    means['hit_rate'] = means['hr@50']
+    if 50 not in ks:
+        for name in ['hr', 'ndcg', 'precision', 'recall']:
+            means.pop(f'{name}@50')
+    return means
 
 
 def _excluded(candidates, num_users, num_items, num_ranked=None):

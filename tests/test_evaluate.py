@@ -111,3 +111,20 @@ def test_all_items_equals_brute_force():
     hits, aucs = brute_force(scores, [test_input[u][0] for u in range(6)],
                              seen, 3)
     onp.testing.assert_allclose(got, [hits.mean(), aucs.mean()])
+
+
+def test_evaluate_all_agrees_with_evaluate_ranking():
+    from caser_gluon.evaluate import evaluate_all
+    net, seq, candidates, test_input = small_problem(seed=5)
+    hit_rate, auc = evaluate_ranking(net, test_input, seq, candidates, 6,
+                                     12, [mx.cpu()], k=50)
+    every = evaluate_all(net, test_input, seq, candidates, 6, 12,
+                         [mx.cpu()], ks=(1, 5))
+    assert every['hit_rate'] == pytest.approx(hit_rate)
+    assert every['auc'] == pytest.approx(auc)
+    assert set(every) >= {'hr@1', 'ndcg@5', 'precision@5', 'recall@1',
+                          'mrr', 'map'}
+    assert 'hr@50' not in every
+    # one held-out item: MRR and MAP coincide, recall@k equals HR@k
+    assert every['mrr'] == pytest.approx(every['map'])
+    assert every['recall@5'] == pytest.approx(every['hr@5'])
