@@ -60,8 +60,14 @@ notebook-html: data
 bench: data
 	$(PY) benchmarks/bench.py $(ARGS)
 
+# The chapter's exercises and baselines over 3 seeds: experiments/RESULTS.md.
+# ARGS=--quick runs a small grid.
+.PHONY: experiments
+experiments: data
+	$(PY) -m caser_gluon.experiments $(ARGS)
+
 lint: install
-	$(VENV)/bin/ruff check caser_gluon tests
+	$(VENV)/bin/ruff check caser_gluon tests benchmarks notebooks
 
 clean:
 	rm -rf runs build *.egg-info .pytest_cache
