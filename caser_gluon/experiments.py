@@ -200,6 +200,8 @@ def main(argv=None):
                    help='folder of RESULTS.md, results.json, hit_rate.png')
     p.add_argument('--devices', default='auto', help='as for training')
     args = p.parse_args(argv)
+    # the ablations leave an input of the block unused, on purpose
+    warnings.filterwarnings('ignore', message='.*not used by any computation')
     names = args.only or (QUICK_CONFIGS if args.quick else list(CONFIGS))
     seeds = args.seeds[:1] if args.quick else args.seeds
     epochs = 1 if args.quick else args.epochs
