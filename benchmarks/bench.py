@@ -402,8 +402,20 @@ def write_report(results, path):
     lines.append(f"| e. `{e2e['command']} --quiet` end to end | "
                  f"{_fmt(e2e['project_s'])} | - | - | peak RSS "
                  f"{e2e['peak_rss_mb']:.0f} MB; {e2e['output']} |")
+    ref = [results[k].get('reference_s') for k in ('windows', 'epoch',
+                                                   'eval')]
+    if all(ref):
+        chapter_s = ref[0] + 8 * (ref[1] + ref[2])
+        lines += ['', (f"The chapter's pipeline end to end (its windows "
+                       f"once, then 8 epochs, each followed by "
+                       f"`d2l.evaluate_ranking`), from rows b-d of this "
+                       f"run: {_fmt(chapter_s)}, against "
+                       f"{_fmt(e2e['project_s'])} for row e (which also "
+                       f"starts Python and reads the data): "
+                       f"{chapter_s / e2e['project_s']:.0f}x.")]
     lines += ['', ('f. Quality (all-items evaluator, batch 4096, '
-                   'Caser(10), L=5):'), '',
+                   'Caser(10), L=5; the d2l loop with the chapter\'s '
+                   'Conv2D layers):'), '',
               '| loop | seeds | epochs | HR@50 | AUC | seconds per run |',
               '| --- | --- | --- | --- | --- | --- |']
     for loop, runs in results['quality'].items():
@@ -477,7 +489,14 @@ def main(argv=None):
                    help='epochs of the --loop d2l quality runs (0: skip)')
     p.add_argument('--out-dir', default=str(HERE),
                    help='where RESULTS.md and results.json go')
+    p.add_argument('--report-only', action='store_true',
+                   help='rewrite RESULTS.md from results.json')
     args = p.parse_args(argv)
+    if args.report_only:
+        out_dir = pathlib.Path(args.out_dir)
+        results = json.loads((out_dir / 'results.json').read_text())
+        write_report(results, out_dir / 'RESULTS.md')
+        return
     run_benchmarks(quick=args.quick, seeds=tuple(args.seeds),
                    d2l_epochs=args.d2l_epochs, out_dir=args.out_dir)
 

@@ -33,17 +33,23 @@ from .evaluate import evaluate_all, evaluate_ranking
 from .model import Caser
 
 __all__ = [
+    'LOSSES',
     'RunLog',
+    'bce_loss',
     'bpr_loss',
     'build_net',
     'build_parser',
     'fit',
     'fit_d2l',
+    'hinge_loss',
     'load_chapter_data',
     'main',
     'make_trainer',
     'resolve_devices',
+    'run',
+    'seed_epoch',
     'set_seed',
+    'train_epoch',
 ]
 
 npx.set_np()

@@ -181,3 +181,26 @@ def test_resume_needs_a_checkpoint(tmp_path, capsys):
         train_lib.main(['--resume', str(tmp_path), '--quiet'])
     assert exit_info.value.code == 2
     assert 'no checkpoint to resume from' in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_last_epoch_and_exits_cleanly(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    out = tmp_path / 'run'
+    proc = subprocess.Popen(
+        [sys.executable, '-m', 'caser_gluon.train', '--epochs', '200',
+         '--quiet', '--out', str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / 'checkpoint.json').exists() and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert 'continue with --resume' in err and 'Traceback' not in err
+    saved = json.loads((out / 'checkpoint.json').read_text())
+    metrics = json.loads((out / 'metrics.json').read_text())
+    assert saved['epoch'] >= 1 and len(metrics) >= saved['epoch']
