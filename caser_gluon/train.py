@@ -596,6 +596,11 @@ def _check_args(args):
         raise ValueError('--resume is not supported with --kvstore dist_*')
 
 
+#: the metrics printed after each epoch (``metrics.json`` has them all)
+PRINTED = ['epoch', 'train_loss', 'train_seconds', 'examples_per_sec',
+           'hit_rate', 'auc', 'hr@10', 'ndcg@10']
+
+
 def run(args):
     """Train and evaluate as ``args`` say; returns the run's history."""
     if args.resume:
@@ -644,10 +649,11 @@ def run(args):
         evaluator = d2l.evaluate_ranking
 
     def report(record):
-        log.add(record)
+        log.add(record)             # every metric goes to metrics.json
         if not args.quiet:
+            shown = {k: record[k] for k in PRINTED if k in record}
             print(' '.join(f'{k} {v:.4g}' if isinstance(v, float)
-                           else f'{k} {v}' for k, v in record.items()),
+                           else f'{k} {v}' for k, v in shown.items()),
                   flush=True)
 
     eval_args = (chapter['test_input'], dataset.test_seq,
