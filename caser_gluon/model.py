@@ -32,15 +32,17 @@ Two ways to compute the same convolutions (``conv=``):
 Both give the same scores for the same filters (``tests/test_model.py``
 copies one into the other).
 """
-from mxnet import ndarray, npx
+from mxnet import npx
 from mxnet.gluon import nn
+
+from .recommender import SequentialRecommender
 
 __all__ = ['Caser']
 
 npx.set_np()
 
 
-class Caser(nn.HybridBlock):
+class Caser(SequentialRecommender):
     """Convolutional sequence embedding recommender.
 
     Parameters
@@ -112,9 +114,8 @@ class Caser(nn.HybridBlock):
             self.dropout = nn.Dropout(drop_ratio)
             self.fc = nn.Dense(num_factors, activation='relu',
                                in_units=d_prime * num_factors + d * L)
-        width = num_factors * (int(use_user) + int(use_seq))
-        self.Q_prime = nn.Embedding(num_items, width)
-        self.b = nn.Embedding(num_items, 1)
+        self._init_output(num_items,
+                          num_factors * (int(use_user) + int(use_seq)))
 
     def encode(self, F, user_id, seq):
         """The user's representation ``x = [z, p_u]``.
@@ -178,35 +179,3 @@ class Caser(nn.HybridBlock):
             # (b, d, L - h + 1, 1) -> max-pooling over time -> (b, d)
             conv.append(F.np.max(layer(image), axis=(2, 3)))
         return conv
-
-    def hybrid_forward(self, F, user_id, seq, item_id):
-        """Score items for each (user, sequence).
-
-        Parameters
-        ----------
-        user_id : (batch_size,) int
-        seq : (batch_size, L) int
-        item_id : (batch_size,) or (batch_size, K) int
-            One item per row (the chapter's call), or ``K`` items per row,
-            e.g. the positive and the negatives, scored in one pass over
-            the sequence.
-
-        Returns
-        -------
-        Scores of ``item_id``'s shape: (batch_size,) or (batch_size, K).
-        """
-        x = self.encode(F, user_id, seq)                   # (b, 2k)
-        items = F.npx.reshape(item_id, (-2, -1))           # (b, K)
-        q = self.Q_prime(items)                            # (b, K, 2k)
-        bias = F.npx.reshape(self.b(items), (-2, -2))      # (b, K)
-        scores = F.npx.batch_dot(q, F.np.expand_dims(x, 2))  # (b, K, 1)
-        scores = F.npx.reshape(scores, (-2, -2)) + bias
-        return F.npx.reshape_like(scores, item_id)
-
-    def user_vectors(self, user_id, seq):
-        """``encode`` run imperatively: (batch_size, 2k) user vectors.
-
-        Used by the evaluator to encode each user once, then score every
-        item with one matrix product against ``Q_prime`` and ``b``.
-        """
-        return self.encode(ndarray, user_id, seq)
