@@ -10,8 +10,8 @@ parameter server that MXNet ships (ps-lite, built into the pip wheel):
 * a **scheduler** and ``S`` **servers** are plain ``import mxnet``
   programs: with ``DMLC_ROLE=server`` (or ``scheduler``) importing mxnet
   starts the server loop and blocks until the workers finish;
-* ``N`` **workers** run ``python -m caser_gluon.train --kvstore dist_sync``
-  (or ``dist_async``). Each one trains on its shard of the *users*
+* ``N`` **workers** run ``caser-gluon train --kvstore dist_sync``
+  (or ``dist_async``; ``caser-gluon train`` does). Each one trains on its shard of the *users*
   (:func:`shard_dataset`, by ``kv.rank`` and ``kv.num_workers``) with a
   ``1 / N`` share of ``--batch-size``; the servers sum the workers'
   gradients and run the optimiser (``update_on_kvstore``), so under
@@ -22,8 +22,8 @@ parameter server that MXNet ships (ps-lite, built into the pip wheel):
   metrics, plot, ``caser.params``); every rank ``r`` adds its parameters as
   ``caser-rank{r}.params``.
 
-:func:`launch` (``python -m caser_gluon.distributed --workers 2 --servers 1
--- <train flags>``, ``make train-dist``) starts these processes on
+:func:`launch` (``caser-gluon train-dist --workers 2 --servers 1 -- <train
+flags>``, ``make train-dist``) starts these processes on
 127.0.0.1 with the ``DMLC_*`` variables, waits, and stops them all if one
 fails or the time runs out. Across machines, start the same roles with the
 same variables by hand (or with MXNet's ``tools/launch.py``), with
@@ -32,7 +32,6 @@ same variables by hand (or with MXNet's ``tools/launch.py``), with
 import argparse
 import copy
 import os
-import pathlib
 import signal
 import socket
 import subprocess
@@ -41,16 +40,19 @@ import time
 
 import numpy as onp
 
+from .runs import RunFolder, fresh_name
+from .train import make_trainer
+
 __all__ = [
     'DIST_KVSTORES',
     'DistWorker',
+    'add_flags',
     'assign_users',
     'free_port',
     'is_dist',
     'launch',
-    'main',
+    'run_launcher',
     'shard_dataset',
-    'worker_for',
 ]
 
 DIST_KVSTORES = ('dist_sync', 'dist_async')
@@ -153,21 +155,6 @@ def shard_dataset(dataset, *, rank, num_workers, batch_size, seed=0):
 # One worker of a distributed run
 # ---------------------------------------------------------------------------
 
-class _WorkerLog:
-    """The run log of ranks other than 0: keeps records, writes nothing."""
-
-    def __init__(self, out_dir):
-        self.dir = pathlib.Path(out_dir)
-        self.history = []
-
-    def add(self, record):
-        """Keep one epoch's record."""
-        self.history.append(record)
-
-    def plot(self):
-        """Rank 0 plots."""
-
-
 class DistWorker:
     """A worker process of a ``dist_sync`` or ``dist_async`` run.
 
@@ -205,7 +192,7 @@ class DistWorker:
             raise ValueError(
                 f'--kvstore {kvstore} needs a scheduler and servers, found '
                 f'through the DMLC_* variables ({", ".join(missing)} not '
-                'set): start it with python -m caser_gluon.distributed '
+                'set): start it with caser-gluon train-dist '
                 '--workers N -- <train flags> (make train-dist)')
         if os.environ['DMLC_ROLE'] != 'worker':
             raise ValueError(f'DMLC_ROLE={os.environ["DMLC_ROLE"]}: only a '
@@ -225,55 +212,25 @@ class DistWorker:
                              num_workers=self.num_workers,
                              batch_size=self.batch_size, seed=seed)
 
-    def make_trainer(self, net, *, lr=0.04, wd=1e-5, optimizer='adam',
-                     **kwargs):
+    def make_trainer(self, net, *, lr, wd, optimizer):
         """A ``gluon.Trainer`` on the parameter server.
 
         The servers sum the workers' gradients, each already divided by
         the worker's batch (``trainer.step``), so the optimiser's
         ``rescale_grad`` is ``1 / num_workers``: the update is the mean
-        over all the step's examples, as with one process. Other keyword
-        arguments (e.g. ``kvstore`` from :func:`~caser_gluon.train.run`)
-        are ignored.
+        over all the step's examples, as with one process.
         """
-        from mxnet import gluon
-        params = {'learning_rate': lr, 'wd': wd,
-                  'rescale_grad': 1.0 / self.num_workers}
-        return gluon.Trainer(net.collect_params(), optimizer, params,
-                             kvstore=self.kv)
+        return make_trainer(net, lr=lr, wd=wd, optimizer=optimizer,
+                            kvstore=self.kv,
+                            rescale_grad=1.0 / self.num_workers)
 
-    def run_log(self, out, config):
-        """Rank 0: a :class:`~caser_gluon.train.RunLog`; others: no files.
+    def run_folder(self, path, *, overwrite=False):
+        """The shared run folder: rank 0 owns it, others write no file."""
+        return RunFolder(path, overwrite=overwrite, owner=self.rank == 0)
 
-        Rank 0's ``config.json`` adds ``dist_workers``, the number of
-        workers.
-        """
-        from .train import RunLog
-        if self.rank == 0:
-            return RunLog(out, dict(config,
-                                    dist_workers=self.num_workers))
-        return _WorkerLog(out)
-
-    def save_params(self, net, out):
-        """Save this rank's parameters as ``out/caser-rank{rank}.params``."""
-        out = pathlib.Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        path = out / f'caser-rank{self.rank}.params'
-        net.save_parameters(str(path))
-        return path
-
-
-def worker_for(args, *, num_devices=1):
-    """A :class:`DistWorker` when ``args.kvstore`` is ``dist_*``, else None.
-
-    ``args`` are the parsed flags of :mod:`caser_gluon.train`.
-    """
-    if not is_dist(args.kvstore):
-        return None
-    if getattr(args, 'loop', 'fast') != 'fast':
-        raise ValueError(f'--kvstore {args.kvstore} needs --loop fast')
-    return DistWorker(args.kvstore, batch_size=args.batch_size,
-                      num_devices=num_devices)
+    def save_params(self, net, folder):
+        """Save this rank's parameters as ``caser-rank{rank}.params``."""
+        return folder.save_params(net, f'caser-rank{self.rank}.params')
 
 
 # ---------------------------------------------------------------------------
@@ -312,9 +269,55 @@ def _train_argv(train_args, *, kvstore):
                for a in args):
         args += ['--kvstore', kvstore]
     if not any(a == '--out' or a.startswith('--out=') for a in args):
-        args += ['--out', os.path.join(
-            'runs', time.strftime('caser-dist-%Y%m%d-%H%M%S'))]
+        args += ['--out', str(fresh_name('caser-dist'))]
     return args
+
+
+def _roles(argv, *, workers, servers, threads, python, env):
+    """``(role, command, environment)`` of every process to start."""
+    if threads is None and 'OMP_NUM_THREADS' not in os.environ:
+        threads = max(1, (os.cpu_count() or 1) // (workers + servers))
+    worker_env = dict(env)
+    if threads is not None:
+        worker_env['OMP_NUM_THREADS'] = str(threads)
+    server_env = dict(env, OMP_NUM_THREADS='1')
+    server = [python, '-c', SERVER_PROGRAM]
+    worker = [python, '-m', 'caser_gluon.cli', 'train', *argv]
+    return ([('scheduler', server, server_env)]
+            + [('server', server, server_env)] * servers
+            + [('worker', worker, worker_env)] * workers)
+
+
+def _wait(procs, *, deadline, timeout):
+    """Wait for the workers; 0, or the code that ends the run.
+
+    A worker that fails, a scheduler or server that exits while workers
+    still run (the workers would wait for it forever), or the timeout end
+    the run with a message naming the process.
+    """
+    workers = [p for role, p in procs if role == 'worker']
+    while True:
+        codes = [p.poll() for p in workers]
+        failed = [c for c in codes if c not in (None, 0)]
+        if failed:
+            return _fail(f'a worker exited with code {failed[0]}; '
+                         'stopping the others', failed[0])
+        if all(c == 0 for c in codes):
+            return 0
+        for role, p in procs:
+            if role != 'worker' and p.poll() is not None:
+                return _fail(f'the {role} (pid {p.pid}) exited with code '
+                             f'{p.returncode} while workers were running;'
+                             ' stopping every process', 1)
+        if deadline is not None and time.monotonic() > deadline:
+            return _fail(f'timeout after {timeout} s; stopping every '
+                         'process', 124)
+        time.sleep(0.1)
+
+
+def _fail(message, code):
+    print(f'caser-gluon train-dist: {message}', file=sys.stderr)
+    return code
 
 
 def launch(train_args=(), *, workers=2, servers=1, kvstore='dist_sync',
@@ -324,9 +327,9 @@ def launch(train_args=(), *, workers=2, servers=1, kvstore='dist_sync',
     Parameters
     ----------
     train_args : sequence of str
-        Flags of ``python -m caser_gluon.train`` for every worker. A
-        ``--kvstore`` (default ``kvstore``) and an ``--out`` folder
-        (default ``runs/caser-dist-<time>``) are added unless given.
+        Flags of ``caser-gluon train`` for every worker. A ``--kvstore``
+        (default ``kvstore``) and an ``--out`` folder (default a fresh
+        ``runs/caser-dist-<time>``) are added unless given.
     workers, servers : int
     kvstore : str
         ``dist_sync`` or ``dist_async``.
@@ -345,8 +348,9 @@ def launch(train_args=(), *, workers=2, servers=1, kvstore='dist_sync',
     Returns
     -------
     int
-        0 when every worker succeeded, else the first failing worker's exit
-        code (124 on timeout). All processes are stopped either way.
+        0 when every worker succeeded; else the first failing worker's
+        exit code, 1 when the scheduler or a server died, 124 on timeout.
+        All processes are stopped either way.
     """
     if workers < 1 or servers < 1:
         raise ValueError('need at least one worker and one server')
@@ -357,97 +361,72 @@ def launch(train_args=(), *, workers=2, servers=1, kvstore='dist_sync',
     env = dict(os.environ, DMLC_PS_ROOT_URI='127.0.0.1',
                DMLC_PS_ROOT_PORT=str(port), DMLC_NUM_SERVER=str(servers),
                DMLC_NUM_WORKER=str(workers), DMLC_NODE_HOST='127.0.0.1')
-    if threads is None and 'OMP_NUM_THREADS' not in os.environ:
-        threads = max(1, (os.cpu_count() or 1) // (workers + servers))
-    worker_env = dict(env)
-    if threads is not None:
-        worker_env['OMP_NUM_THREADS'] = str(threads)
-    argv = _train_argv(train_args, kvstore=kvstore)
-    server_env = dict(env, OMP_NUM_THREADS='1')
-    roles = ([('scheduler', [python, '-c', SERVER_PROGRAM], server_env)]
-             + [('server', [python, '-c', SERVER_PROGRAM], server_env)]
-             * servers
-             + [('worker', [python, '-m', 'caser_gluon.train', *argv],
-                 worker_env)] * workers)
-    procs, worker_procs = [], []
+    roles = _roles(_train_argv(train_args, kvstore=kvstore),
+                   workers=workers, servers=servers, threads=threads,
+                   python=python, env=env)
+    procs = []
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
         for role, cmd, role_env in roles:
-            p = subprocess.Popen(cmd, env=dict(role_env, DMLC_ROLE=role),
-                                 start_new_session=True)
-            procs.append(p)
-            if role == 'worker':
-                worker_procs.append(p)
-        while True:
-            codes = [p.poll() for p in worker_procs]
-            failed = [c for c in codes if c not in (None, 0)]
-            if failed:
-                print(f'caser_gluon.distributed: a worker exited with '
-                      f'code {failed[0]}; stopping the others',
-                      file=sys.stderr)
-                return failed[0]
-            if all(c == 0 for c in codes):
-                break
-            if deadline is not None and time.monotonic() > deadline:
-                print(f'caser_gluon.distributed: timeout after {timeout} '
-                      's; stopping every process', file=sys.stderr)
-                return 124
-            time.sleep(0.1)
-        # the scheduler and servers leave once every worker has finished
-        for p in procs:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                pass
-        return 0
+            procs.append((role, subprocess.Popen(
+                cmd, env=dict(role_env, DMLC_ROLE=role),
+                start_new_session=True)))
+        code = _wait(procs, deadline=deadline, timeout=timeout)
+        if code == 0:   # the scheduler and servers leave after the workers
+            for _, p in procs:
+                try:
+                    p.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    pass
+        return code
     finally:
-        _stop(procs)
+        _stop([p for _, p in procs])
 
 
-def build_parser():
-    """Flags of ``python -m caser_gluon.distributed``."""
-    p = argparse.ArgumentParser(
-        prog='python -m caser_gluon.distributed',
-        description='Train with the parameter server on this machine: a '
-                    'scheduler, servers and workers on 127.0.0.1. Flags '
-                    'after -- go to every worker (python -m '
-                    'caser_gluon.train).',
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument('--workers', type=int, default=2,
+def add_flags(p):
+    """The launcher's flags (``caser-gluon train-dist``) on parser ``p``."""
+    p.add_argument('--workers', type=_at_least_one, default=2,
                    help='worker processes (each trains on a shard of users)')
-    p.add_argument('--servers', type=int, default=1,
+    p.add_argument('--servers', type=_at_least_one, default=1,
                    help='parameter server processes')
-    p.add_argument('--kvstore', default='dist_sync', choices=DIST_KVSTORES,
-                   help='synchronous or asynchronous updates')
     p.add_argument('--port', type=int, default=None,
                    help="scheduler's port on 127.0.0.1 (default: free one)")
     p.add_argument('--timeout', type=float, default=None,
                    help='seconds before every process is stopped')
-    p.add_argument('--threads', type=int, default=None,
+    p.add_argument('--threads', type=_at_least_one, default=None,
                    help='OMP_NUM_THREADS per worker (default: CPUs / '
                         '(workers + servers))')
     p.add_argument('train_args', nargs=argparse.REMAINDER,
-                   help='-- then flags of python -m caser_gluon.train')
+                   help='-- then flags of caser-gluon train (a --kvstore '
+                        'dist_async among them is used)')
     return p
 
 
-def main(argv=None):
-    """Entry point of ``python -m caser_gluon.distributed``."""
-    args = build_parser().parse_args(argv)
+def _at_least_one(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected an integer, got '
+                                         f'{text!r}') from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'must be >= 1, got {text}')
+    return value
+
+
+def run_launcher(args):
+    """Launch with parsed :func:`add_flags` arguments; returns the code."""
     # a SIGTERM (e.g. a batch system's) still runs launch's clean-up
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + 15))
     train_args = args.train_args
     if train_args[:1] == ['--']:
         train_args = train_args[1:]
-    try:
-        code = launch(train_args, workers=args.workers,
-                      servers=args.servers, kvstore=args.kvstore,
-                      port=args.port, timeout=args.timeout,
-                      threads=args.threads)
-    except ValueError as err:
-        build_parser().exit(2, f'error: {err}\n')
-    sys.exit(code)
+    kvstore = next((train_args[i + 1] for i, a in enumerate(train_args[:-1])
+                    if a == '--kvstore'), 'dist_sync')
+    return launch(train_args, workers=args.workers, servers=args.servers,
+                  kvstore=kvstore, port=args.port, timeout=args.timeout,
+                  threads=args.threads)
 
 
 if __name__ == '__main__':
-    main()
+    from .cli import main
+    main(['train-dist', *sys.argv[1:]])

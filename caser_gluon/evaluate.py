@@ -1,107 +1,140 @@
-"""Evaluation of the chapter's Caser: hit rate at 50 and AUC.
+"""Evaluation of the chapter's Caser: hit rate at 50, AUC, and the rest.
 
 The chapter evaluates with ``d2l.evaluate_ranking``: for each user, every
-item not among the user's training items is scored, sorted, and the
+item not among the user's training items is scored and sorted, and the
 held-out item's position gives the hit rate (in the top ``k = 50``) and the
-AUC (``(n - 1 - rank) / (n - 1)`` over the ``n`` ranked items), as
-``d2l.hit_and_auc`` defines them.
+AUC (``(n - 1 - rank) / (n - 1)`` over the ``n`` ranked items).
 
 d2l builds one DataLoader per user and, by a slip, ranks only the item ids
-below ``num_users``. :func:`evaluate_ranking` here keeps the call signature
-(so it can be passed to ``d2l.train_ranking``) and the definitions, but
-encodes every user once and scores all items with one matrix product, and
+below ``num_users``. Here each user is encoded once, users are scored in
+blocks of bounded memory (one matrix product each, :meth:`score_all`), and
+every metric of :mod:`caser_gluon.metrics` is computed block by block, so
+memory never holds a ``users x items`` matrix. :func:`evaluate_ranking`
+keeps d2l's call signature (it can be passed to ``d2l.train_ranking``) and
 ranks all items unless asked for d2l's pool (``num_ranked=num_users``).
-
-Ties: items are ranked by score, descending, ties broken by ascending item
-id, which is the order a stable sort over ``d2l.evaluate_ranking``'s
-candidate list gives.
 """
 import numpy as onp
 from mxnet import autograd, np
 
-from .data import seen_mask
-from .metrics import ranking_metrics
+from .interactions import ItemSets
+from .metrics import block_of, metrics_from_ranks, padded_rows, target_ranks
 
 __all__ = [
+    'BLOCK_BYTES',
+    'as_item_sets',
+    'evaluate_all',
+    'evaluate_blocks',
+    'evaluate_model',
     'evaluate_ranking',
-    'hit_and_auc_from_ranks',
-    'score_all_items',
-    'target_ranks',
+    'model_scorer',
 ]
 
+#: bytes of float32 scores held at once (a block of users x all items)
+BLOCK_BYTES = 256 * 2 ** 20
 
-def score_all_items(net, seq, *, device, batch_size=4096):
-    """Scores of every item for every user.
+
+def as_item_sets(sets, num_users, num_items):
+    """``sets`` as ItemSets (d2l's dicts of lists are converted)."""
+    if isinstance(sets, ItemSets):
+        return sets
+    return ItemSets.from_lists(sets, num_users=num_users,
+                               num_items=num_items)
+
+
+def model_scorer(net, seq, *, device):
+    """``score(start, stop)``: scores of users ``start:stop``, all items.
 
     Parameters
     ----------
-    net : Caser
+    net : SequentialRecommender
     seq : (num_users, L) int
         Each user's test sequence (``SeqDataset.test_seq``).
     device : mxnet.Context
-        Where the user vectors are computed.
 
     Returns
     -------
-    numpy.ndarray of float32, shape (num_users, num_items)
+    callable
+        ``score(start, stop) -> (stop - start, num_items) float32``.
     """
     seq = onp.asarray(seq.asnumpy() if hasattr(seq, 'asnumpy') else seq)
-    users = onp.arange(len(seq))
-    vectors = []
-    with autograd.predict_mode():
-        for start in range(0, len(seq), batch_size):
-            part = slice(start, start + batch_size)
-            x = net.user_vectors(np.array(users[part], ctx=device),
-                                 np.array(seq[part], ctx=device))
-            vectors.append(x.asnumpy())
-    x = onp.concatenate(vectors)                       # (num_users, 2k)
-    q = net.Q_prime.weight.data(device).asnumpy()      # (num_items, 2k)
-    b = net.b.weight.data(device).asnumpy()[:, 0]      # (num_items,)
-    return x @ q.T + b
+
+    def score(start, stop):
+        with autograd.predict_mode():
+            out = net.score_all(np.arange(start, stop, ctx=device),
+                                np.array(seq[start:stop], ctx=device))
+        return out.asnumpy()
+    return score
 
 
-def target_ranks(scores, targets, seen):
-    """0-based rank of each user's target among the user's candidates.
+def evaluate_blocks(score, *, relevant, excluded, ks=(1, 5, 10, 50),
+                    num_ranked=None, block_bytes=BLOCK_BYTES):
+    """Mean metrics over users, scoring a block of users at a time.
 
     Parameters
     ----------
-    scores : (num_users, num_items) float
-    targets : (num_users,) int
-        The held-out item of each user.
-    seen : (num_users, num_items) bool
-        True where an item is not a candidate (a training item, or an item
-        outside the ranked pool).
+    score : callable
+        ``score(start, stop) -> (stop - start, num_items)`` scores.
+    relevant, excluded : ItemSets
+        Each user's held-out items, and items not ranked for the user.
+    ks : iterable of int
+    num_ranked : int, optional
+        Rank only item ids below this (d2l's pool).
+    block_bytes : int
+        Scores held at once.
 
     Returns
     -------
-    ranks : (num_users,) int64
-        Candidates ranked before the target (higher score, or equal score
-        and smaller id); ``-1`` where the target is not a candidate.
-    num_candidates : (num_users,) int64
+    dict of str to float
+        The means of :func:`~caser_gluon.metrics.metrics_from_ranks` over
+        the users with a relevant item, ``hit_rate`` (HR@50, the
+        chapter's) when 50 is in ``ks``, ``eval_users`` and
+        ``min_candidates`` (the fewest candidates a user had).
     """
-    rows = onp.arange(len(targets))
-    target_scores = scores[rows, targets][:, None]
-    ids = onp.arange(scores.shape[1])
-    before = (scores > target_scores) | ((scores == target_scores)
-                                         & (ids < targets[:, None]))
-    ranks = (before & ~seen).sum(axis=1)
-    ranks[seen[rows, targets]] = -1
-    return ranks, (~seen).sum(axis=1)
+    num_users, num_items = relevant.num_users, relevant.num_items
+    step = max(1, block_bytes // (4 * num_items))
+    sums, users, fewest = {}, 0, num_items
+    for start in range(0, num_users, step):
+        stop = min(start + step, num_users)
+        rel = block_of(relevant, start, stop)
+        keep = rel.counts() > 0
+        if not keep.any():
+            continue
+        ranks, n_cand = target_ranks(
+            score(start, stop), padded_rows(rel, 0, stop - start),
+            block_of(excluded, start, stop), num_ranked=num_ranked)
+        per_user = metrics_from_ranks(ranks[keep], rel.counts()[keep],
+                                      n_cand[keep], ks=ks)
+        for key, values in per_user.items():
+            sums[key] = sums.get(key, 0.0) + float(values.sum())
+        users += int(keep.sum())
+        fewest = min(fewest, int(n_cand[keep].min()))
+    if not users:
+        raise ValueError('no user has a held-out item to evaluate')
+    means = {key: total / users for key, total in sums.items()}
+    if 'hr@50' in means:
+        means['hit_rate'] = means['hr@50']
+    return dict(means, eval_users=users, min_candidates=fewest)
 
 
-def hit_and_auc_from_ranks(ranks, num_candidates, k=50):
-    """d2l's hit and AUC from ranks (``-1``: the target was not ranked).
+def evaluate_model(net, *, test_seq, relevant, excluded, device,
+                   ks=(1, 5, 10, 50), num_ranked=None):
+    """:func:`evaluate_blocks` of a model's scores (see there)."""
+    return evaluate_blocks(model_scorer(net, test_seq, device=device),
+                           relevant=relevant, excluded=excluded, ks=ks,
+                           num_ranked=num_ranked)
 
-    Returns
-    -------
-    hits : (n,) int   1 if the target is in the top ``k``.
-    aucs : (n,) float ``(num_candidates - 1 - rank) / (num_candidates - 1)``.
+
+def evaluate_all(net, test_input, seq, candidates, num_users, num_items,
+                 devices, *, ks=(1, 5, 10, 50), num_ranked=None):
+    """Every metric, with :func:`evaluate_ranking`'s arguments.
+
+    All of each user's held-out items count as relevant. ``test_input``
+    and ``candidates`` may be d2l's dicts or ItemSets.
     """
-    ranked = ranks >= 0
-    hits = (ranked & (ranks < k)).astype(onp.int64)
-    denom = onp.maximum(num_candidates - 1, 1)
-    aucs = onp.where(ranked, (num_candidates - 1 - ranks) / denom, 0.0)
-    return hits, aucs
+    return evaluate_model(
+        net, test_seq=seq, device=devices[0], ks=ks, num_ranked=num_ranked,
+        relevant=as_item_sets(test_input, num_users, num_items),
+        excluded=as_item_sets(candidates, num_users, num_items))
 
 
 def evaluate_ranking(net, test_input, seq, candidates, num_users, num_items,
@@ -110,12 +143,12 @@ def evaluate_ranking(net, test_input, seq, candidates, num_users, num_items,
 
     Parameters
     ----------
-    net : Caser
-    test_input : dict of int to list of int
-        Each user's held-out item(s); the first one is ranked.
+    net : SequentialRecommender
+    test_input : dict of int to list of int, or ItemSets
+        Each user's held-out item(s): every user must have one.
     seq : (num_users, L) int
         Test sequences.
-    candidates : dict of int to list of int
+    candidates : dict of int to list of int, or ItemSets
         Each user's training items, excluded from ranking.
     num_users, num_items : int
     devices : list of mxnet.Context
@@ -129,47 +162,12 @@ def evaluate_ranking(net, test_input, seq, candidates, num_users, num_items,
     -------
     hit_rate, auc : float
     """
-    scores = score_all_items(net, seq, device=devices[0])
-    seen = _excluded(candidates, num_users, num_items, num_ranked)
-    users = onp.arange(num_users)
-    missing = [u for u in users if u not in test_input]
-    if missing:
+    if not isinstance(test_input, ItemSets):    # d2l ranks the first item
+        test_input = {u: list(v)[:1] for u, v in test_input.items()}
+    relevant = as_item_sets(test_input, num_users, num_items)
+    missing = onp.flatnonzero(relevant.counts() == 0)
+    if len(missing):
         raise KeyError(f'user {missing[0]} has no test item')
-    targets = onp.array([test_input[u][0] for u in users])
-    ranks, n = target_ranks(scores, targets, seen)
-    hits, aucs = hit_and_auc_from_ranks(ranks, n, k)
-    return float(hits.mean()), float(aucs.mean())
-
-
-def evaluate_all(net, test_input, seq, candidates, num_users, num_items,
-                 devices, *, ks=(1, 5, 10, 50), num_ranked=None):
-    """Every metric of :mod:`caser_gluon.metrics`, averaged over users.
-
-    Same arguments as :func:`evaluate_ranking`; all of each user's
-    held-out items count as relevant.
-
-    Returns
-    -------
-    dict of str to float
-        ``hr@k``, ``ndcg@k``, ``precision@k``, ``recall@k`` for each ``k``,
-        ``mrr``, ``map``, ``auc``, and ``hit_rate`` (HR@50, the chapter's).
-    """
-    scores = score_all_items(net, seq, device=devices[0])
-    excluded = _excluded(candidates, num_users, num_items, num_ranked)
-    relevant = seen_mask(test_input, num_users, num_items)
-    per_user = ranking_metrics(scores, relevant, excluded,
-                               ks=sorted(set(ks) | {50}))
-    means = {key: float(values.mean()) for key, values in per_user.items()}
-    means['hit_rate'] = means['hr@50']
-    if 50 not in ks:
-        for name in ['hr', 'ndcg', 'precision', 'recall']:
-            means.pop(f'{name}@50')
-    return means
-
-
-def _excluded(candidates, num_users, num_items, num_ranked=None):
-    """Mask of items that are not ranked for each user."""
-    seen = seen_mask(candidates, num_users, num_items)
-    if num_ranked is not None:
-        seen[:, num_ranked:] = True
-    return seen
+    means = evaluate_all(net, relevant, seq, candidates, num_users,
+                         num_items, devices, ks=(k,), num_ranked=num_ranked)
+    return means[f'hr@{k}'], means['auc']

@@ -5,108 +5,103 @@ horizontal or the vertical convolutions, vary the sequence length ``L``.
 This module runs them (and the paper's variants: ``T`` targets per window,
 other losses), with two baselines a reader needs to judge the numbers (the
 most popular items, and BPR-MF, i.e. Caser without the sequence), each over
-several seeds, and writes ``experiments/RESULTS.md`` and plots.
+several seeds, and writes ``RESULTS.md``, ``results.json`` and a plot.
 
-``make experiments`` runs the full grid; ``--quick`` a small one for CI.
+``caser-gluon experiments`` writes into a fresh ``runs/experiments-<time>``
+folder; ``make experiments`` writes the committed ``experiments/`` report
+(asked for explicitly, with ``--out experiments --overwrite``).
 """
 import argparse
 import json
-import pathlib
 import sys
 import time
 import warnings
 
 import numpy as onp
 
-from . import data as data_lib
-from . import train as train_lib
-from .evaluate import score_all_items
-from .metrics import ranking_metrics
+from .config import RunConfig
+from .data import DataWarning
+from .evaluate import evaluate_blocks, evaluate_model
+from .prepare import load_data
+from .runs import RunFolder, strict_json
+from .runtime import resolve_devices, set_seed
+from .train import fit, make_trainer
+from .zoo import build_model
 
 __all__ = [
     'CONFIGS',
     'QUICK_CONFIGS',
-    'main',
-    'popularity_scores',
+    'add_flags',
+    'popularity_scorer',
     'run_config',
     'run_grid',
     'summarise',
     'write_report',
 ]
 
-#: name -> (Caser keyword arguments, or None for the popularity baseline;
-#:          data and loop keyword arguments)
+#: name -> changes to the chapter's recipe (flat config fields), or None
+#: for the most-popular baseline
 CONFIGS = {
-    'caser (chapter)': ({}, {}),
-    'horizontal only (d_prime=0)': ({'d_prime': 0}, {}),
-    'vertical only (d=0)': ({'d': 0}, {}),
-    'no user embedding': ({'use_user': False}, {}),
-    'no sequence (BPR-MF)': ({'use_seq': False}, {}),
-    'most popular': (None, {}),
-    **{f'L={L}': ({'L': L}, {}) for L in (1, 3, 7, 9)},
-    'T=2 targets': ({}, {'targets': 2}),
-    'T=3 targets': ({}, {'targets': 3}),
-    'hinge loss': ({}, {'loss': 'hinge'}),
-    'BCE, 3 negatives': ({}, {'loss': 'bce', 'num_negatives': 3}),
+    'caser (chapter)': {},
+    'horizontal only (d_prime=0)': {'d_prime': 0},
+    'vertical only (d=0)': {'d': 0},
+    'no user embedding': {'use_user': False},
+    'no sequence (BPR-MF)': {'use_seq': False},
+    'most popular': None,
+    **{f'L={L}': {'L': L} for L in (1, 3, 7, 9)},
+    'T=2 targets': {'targets': 2},
+    'T=3 targets': {'targets': 3},
+    'hinge loss': {'loss': 'hinge'},
+    'BCE, 3 negatives': {'loss': 'bce', 'num_negatives': 3},
 }
 QUICK_CONFIGS = ['caser (chapter)', 'horizontal only (d_prime=0)',
                  'vertical only (d=0)', 'most popular', 'L=3']
 REPORTED = ['hr@10', 'ndcg@10', 'hit_rate', 'auc', 'train_seconds']
 
 
-def popularity_scores(dataset, num_users):
+def popularity_scorer(dataset):
     """The most-popular baseline: every user gets the training counts.
 
     Returns
     -------
-    numpy.ndarray of float, shape (num_users, num_items)
+    callable
+        ``score(start, stop) -> (stop - start, num_items)`` scores.
     """
-    counts = dataset.seen.sum(axis=0).astype(float)
-    return onp.broadcast_to(counts, (num_users, len(counts)))
+    counts = onp.bincount(dataset.seen.indices,
+                          minlength=dataset.num_items).astype(float)
+    return lambda start, stop: onp.broadcast_to(counts,
+                                                (stop - start, len(counts)))
 
 
-def _evaluate_scores(scores, chapter):
-    """Mean metrics of a score matrix, the way ``evaluate_all`` ranks."""
-    n, m = chapter['num_users'], chapter['num_items']
-    per_user = ranking_metrics(
-        scores, data_lib.seen_mask(chapter['test_input'], n, m),
-        data_lib.seen_mask(chapter['candidates'], n, m), ks=(1, 5, 10, 50))
-    means = {key: float(v.mean()) for key, v in per_user.items()}
-    means['hit_rate'] = means['hr@50']
-    return means
-
-
-def run_config(name, *, chapter, seed, epochs, devices):
-    """Train and evaluate one configuration with one seed.
+def run_config(name, *, chapter, config, devices):
+    """Train and evaluate one configuration (one seed) of ``CONFIGS``.
 
     Returns
     -------
     dict
-        The final epoch's metrics, ``train_seconds`` (all epochs), ``name``
-        and ``seed``.
+        The final metrics, ``train_seconds`` (all epochs), ``name`` and
+        ``seed``.
     """
-    model_kwargs, loop_kwargs = CONFIGS[name]
-    dataset = chapter['train_seq_data']
-    if model_kwargs is None:
-        start = time.perf_counter()
-        scores = popularity_scores(dataset, chapter['num_users'])
-        record = _evaluate_scores(scores, chapter)
+    dataset, t = chapter['train_seq_data'], config.train
+    sets = {'relevant': chapter['test_input'],
+                'excluded': chapter['candidates']}
+    start = time.perf_counter()
+    if CONFIGS[name] is None:
+        record = evaluate_blocks(popularity_scorer(dataset), **sets)
         record['train_seconds'] = time.perf_counter() - start
-    else:
-        train_lib.set_seed(seed)
-        net = train_lib.build_net(num_users=chapter['num_users'],
-                                  num_items=chapter['num_items'],
-                                  devices=devices, **model_kwargs)
-        trainer = train_lib.make_trainer(net)
-        history = train_lib.fit(
-            net, dataset, trainer, num_epochs=epochs, batch_size=4096,
-            devices=devices, seed=seed, quiet=True,
-            loss=loop_kwargs.get('loss', 'bpr'),
-            num_negatives=loop_kwargs.get('num_negatives'))
-        scores = score_all_items(net, dataset.test_seq, device=devices[0])
-        record = _evaluate_scores(scores, chapter)
-        record['train_seconds'] = sum(h['train_seconds'] for h in history)
-    return dict(record, name=name, seed=seed)
+        return dict(record, name=name, seed=t.seed)
+    set_seed(t.seed)
+    net = build_model(config.model, num_users=chapter['num_users'],
+                      num_items=chapter['num_items'], devices=devices)
+    trainer = make_trainer(net, lr=t.lr, wd=t.wd, optimizer=t.optimizer,
+                           kvstore=t.kvstore)
+    history = fit(net, dataset, trainer, num_epochs=t.epochs,
+                  batch_size=t.batch_size, devices=devices, seed=t.seed,
+                  loss=t.loss, num_negatives=t.num_negatives, quiet=True)
+    record = evaluate_model(net, test_seq=dataset.test_seq,
+                            device=devices[0], **sets)
+    record['train_seconds'] = sum(h['train_seconds'] for h in history)
+    return dict(record, name=name, seed=t.seed)
 
 
 def run_grid(names, *, seeds, epochs, devices, progress=True):
@@ -118,16 +113,15 @@ def run_grid(names, *, seeds, epochs, devices, progress=True):
     cache, records = {}, []
     jobs = [(name, seed) for name in names for seed in seeds]
     for name, seed in tqdm(jobs, desc='experiments', disable=not progress):
-        model_kwargs, loop_kwargs = CONFIGS[name]
-        key = ((model_kwargs or {}).get('L', 5),
-               loop_kwargs.get('targets', 1), seed)
+        config = RunConfig().replace(**(CONFIGS[name] or {}), seed=seed,
+                                     epochs=epochs)
+        key = (config.model.L, config.data.targets, seed)
         if key not in cache:
             with warnings.catch_warnings():
-                warnings.simplefilter('ignore', data_lib.DataWarning)
-                cache[key] = train_lib.load_chapter_data(
-                    L=key[0], targets=key[1], seed=seed)
-        records.append(run_config(name, chapter=cache[key], seed=seed,
-                                  epochs=epochs, devices=devices))
+                warnings.simplefilter('ignore', DataWarning)
+                cache[key] = load_data(config.data, L=key[0], seed=seed)
+        records.append(run_config(name, chapter=cache[key], config=config,
+                                  devices=devices))
     return records
 
 
@@ -147,28 +141,31 @@ def summarise(records):
             for name, rows in table.items()}
 
 
-def write_report(records, out_dir, *, seeds, epochs):
-    """``RESULTS.md``, ``results.json`` and ``hit_rate.png`` in ``out_dir``."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    out_dir = pathlib.Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+def write_report(records, folder, *, seeds, epochs):
+    """``RESULTS.md``, ``results.json`` and ``hit_rate.png`` in ``folder``."""
     summary = summarise(records)
+    recipe = RunConfig().train
     intro = (f'Written by `make experiments` ({time.strftime("%Y-%m-%d")})'
              f': ML-100K, sequence-aware split, all items ranked, {epochs} '
-             f'epochs, batch 4096, Adam lr 0.04, seeds '
-             f'{", ".join(map(str, seeds))}; mean ± standard deviation over '
-             f'the seeds.')
-    header = ('| configuration | HR@10 | NDCG@10 | HR@50 | AUC | '
-              'train seconds |')
-    lines = ['# Experiments: the chapter\'s exercises, measured', '', intro,
-             '', header, '| --- | --- | --- | --- | --- | --- |']
+             f'epochs, batch {recipe.batch_size}, Adam lr {recipe.lr}, '
+             f'seeds {", ".join(map(str, seeds))}; mean ± standard '
+             'deviation over the seeds.')
+    lines = ["# Experiments: the chapter's exercises, measured", '', intro,
+             '', ('| configuration | HR@10 | NDCG@10 | HR@50 | AUC | '
+             'train seconds |'), '| --- | --- | --- | --- | --- | --- |']
     for name, row in summary.items():
         cells = [f'{row[k][0]:.3f} ± {row[k][1]:.3f}' for k in REPORTED]
         lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
-    (out_dir / 'RESULTS.md').write_text('\n'.join(lines) + '\n')
-    (out_dir / 'results.json').write_text(json.dumps(records, indent=1))
+    (folder.dir / 'RESULTS.md').write_text('\n'.join(lines) + '\n')
+    (folder.dir / 'results.json').write_text(strict_json(records))
+    _plot(summary, folder.dir / 'hit_rate.png')
+    return folder.dir / 'RESULTS.md'
+
+
+def _plot(summary, path):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
     names = list(summary)
     fig, axes = plt.subplots(1, 2, figsize=(11, 0.35 * len(names) + 1.5),
                              sharey=True)
@@ -179,38 +176,58 @@ def write_report(records, out_dir, *, seeds, epochs):
         ax.set_xlabel(label)
         ax.invert_yaxis()
     fig.tight_layout()
-    fig.savefig(out_dir / 'hit_rate.png', dpi=100)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
-    return out_dir / 'RESULTS.md'
 
 
-def main(argv=None):
-    """``python -m caser_gluon.experiments``: run the grid, write a report."""
-    p = argparse.ArgumentParser(
-        prog='python -m caser_gluon.experiments', description=__doc__,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument('--quick', action='store_true',
-                   help='5 configurations, 1 seed, 1 epoch (for CI)')
-    p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2],
-                   help='seeds of each configuration')
-    p.add_argument('--epochs', type=int, default=8, help='training epochs')
-    p.add_argument('--only', nargs='+', default=None, choices=list(CONFIGS),
-                   metavar='NAME', help='run only these configurations')
-    p.add_argument('--out', default='experiments',
-                   help='folder of RESULTS.md, results.json, hit_rate.png')
-    p.add_argument('--devices', default='auto', help='as for training')
-    args = p.parse_args(argv)
-    # the ablations leave an input of the block unused, on purpose
-    warnings.filterwarnings('ignore', message='.*not used by any computation')
+def run(args):
+    """``caser-gluon experiments``: run the grid, write a report."""
     names = args.only or (QUICK_CONFIGS if args.quick else list(CONFIGS))
     seeds = args.seeds[:1] if args.quick else args.seeds
     epochs = 1 if args.quick else args.epochs
-    records = run_grid(names, seeds=seeds, epochs=epochs,
-                       devices=train_lib.resolve_devices(args.devices),
-                       progress=sys.stderr.isatty())
-    path = write_report(records, args.out, seeds=seeds, epochs=epochs)
+    folder = RunFolder(args.out, overwrite=args.overwrite,
+                       prefix='experiments', files=REPORT_FILES)
+    try:
+        records = run_grid(names, seeds=seeds, epochs=epochs,
+                           devices=resolve_devices(args.devices),
+                           progress=sys.stderr.isatty())
+        path = write_report(records, folder, seeds=seeds, epochs=epochs)
+    finally:
+        folder.close()
     print(path.read_text())
+    print(json.dumps({'report': str(path)}))
 
 
-if __name__ == '__main__':
-    main()
+REPORT_FILES = ('RESULTS.md', 'results.json', 'hit_rate.png')
+
+
+def _count(minimum):
+    def parse(text):
+        if not text.isdigit() or int(text) < minimum:
+            raise argparse.ArgumentTypeError(
+                f'expected an integer >= {minimum}, got {text!r}')
+        return int(text)
+    parse.__name__ = 'integer'
+    return parse
+
+
+def add_flags(p):
+    """``caser-gluon experiments``' flags on parser ``p``."""
+    p.description = __doc__.split('\n\n')[0]
+    p.add_argument('--quick', action='store_true',
+                   help='5 configurations, 1 seed, 1 epoch (for CI)')
+    p.add_argument('--seeds', type=_count(0), nargs='+', default=[0, 1, 2],
+                   help='seeds of each configuration (default: 0 1 2)')
+    p.add_argument('--epochs', type=_count(1), default=RunConfig().train.epochs,
+                   help='training epochs (default: the chapter\'s)')
+    p.add_argument('--only', nargs='+', default=None, choices=list(CONFIGS),
+                   metavar='NAME', help='run only these configurations')
+    p.add_argument('--out', default=None,
+                   help='folder of RESULTS.md, results.json, hit_rate.png '
+                        '(default: a fresh runs/experiments-<time>)')
+    p.add_argument('--overwrite', action='store_true',
+                   help='replace the report in --out')
+    p.add_argument('--devices', default=RunConfig().train.devices,
+                   help='as for training')
+    p.set_defaults(handler=run)
+    return p

@@ -1,94 +1,181 @@
-"""Top-N ranking metrics over a score matrix, beyond the chapter's two.
+"""Top-N ranking metrics: the one ranking implementation of the package.
 
-The chapter reports the hit rate at 50 and d2l's AUC. The Caser paper
-reports Precision@N, Recall@N and MAP; NDCG@N and MRR are the other usual
-ones. All are computed here from one ranking per user:
+The chapter reports the hit rate at 50 and d2l's AUC; the Caser paper
+Precision@N, Recall@N and MAP; NDCG@N and MRR are the other usual ones.
+All come from the rank of each relevant item among the user's candidates:
 
-* the candidates of a user are the items not ``excluded`` (the user's
-  training items are excluded, as in ``d2l.evaluate_ranking``);
+* the candidates of a user are all items except the ``excluded`` ones (the
+  user's training items, as in ``d2l.evaluate_ranking``);
 * candidates are sorted by score, descending; **ties are broken by
-  ascending item id**, which is what a stable sort of d2l's candidate list
-  gives, so that every metric is deterministic;
-* ``relevant`` marks the held-out item(s) of each user.
+  ascending item id** (what a stable sort of d2l's candidate list gives);
+* the rank of a relevant item is the number of candidates before it, so
+  it is *counted*, never sorted: a block of users costs one pass over its
+  ``(users, items)`` scores per relevant item, and memory stays that of
+  the block (:mod:`caser_gluon.evaluate` streams users in blocks).
 
-Users with no relevant candidate get 0 for every metric (d2l counts them
-that way too); users with no relevant item at all are left out of the mean.
+A relevant item that is excluded, outside the ranked pool or whose score
+is NaN is never a hit. Users with no relevant item are left out.
 """
 import numpy as np
 
-__all__ = ['rank_candidates', 'ranking_metrics']
+from .interactions import ItemSets
+
+__all__ = [
+    'block_of',
+    'metrics_from_ranks',
+    'padded_rows',
+    'ranking_metrics',
+    'target_ranks',
+]
 
 
-def rank_candidates(scores, excluded):
-    """Each user's candidates in rank order.
+def target_ranks(scores, targets, excluded, *, num_ranked=None):
+    """0-based rank of each target among its user's candidates.
 
     Parameters
     ----------
-    scores : (num_users, num_items) float
-    excluded : (num_users, num_items) bool
-        True for items that are not ranked (training items).
+    scores : (B, num_items) float
+        A block of users' scores (NaN is allowed: it never wins).
+    targets : (B, R) int
+        Relevant items of each user, ``-1`` for none (padding).
+    excluded : ItemSets
+        Of the same ``B`` users: items that are not candidates.
+    num_ranked : int, optional
+        Rank only item ids below this (d2l's pool); all by default.
 
     Returns
     -------
-    order : (num_users, num_items) int
-        Item ids by rank: candidates first (score descending, ties by id
-        ascending), then the excluded items.
-    num_candidates : (num_users,) int
+    ranks : (B, R) int64
+        Candidates before the target (higher score, or equal score and
+        smaller id); ``-1`` where the target is not a ranked candidate.
+    num_candidates : (B,) int64
     """
-    scores = np.asarray(scores, dtype=np.float64)
-    if np.isnan(scores).any():
-        raise ValueError('scores contain NaN')
-    key = np.where(excluded, np.inf, -scores)
-    order = np.argsort(key, axis=1, kind='stable')
-    return order, (~np.asarray(excluded)).sum(axis=1)
+    n = scores.shape[1] if num_ranked is None else num_ranked
+    scores = np.where(np.isnan(scores[:, :n]), -np.inf, scores[:, :n])
+    targets = np.asarray(targets, np.int64)
+    rows_e = np.repeat(np.arange(len(scores)), excluded.counts())
+    items_e = excluded.indices
+    keep = items_e < n
+    rows_e, items_e = rows_e[keep], items_e[keep]
+    scores_e = scores[rows_e, items_e]
+    ids = np.arange(n)
+    ranks = np.full(targets.shape, -1, np.int64)
+    for r in range(targets.shape[1]):
+        t = targets[:, r]
+        valid = (t >= 0) & (t < n)
+        ts = np.where(valid, scores[np.arange(len(t)), np.minimum(t, n - 1)],
+                      np.nan)
+        before = ((scores > ts[:, None])
+                  | ((scores == ts[:, None]) & (ids < t[:, None])))
+        before_e = ((scores_e > ts[rows_e])
+                    | ((scores_e == ts[rows_e]) & (items_e < t[rows_e])))
+        count = before.sum(axis=1) - np.bincount(
+            rows_e, weights=before_e, minlength=len(t)).astype(np.int64)
+        ok = valid & ~np.isneginf(ts) & ~_is_excluded(excluded, t)
+        ranks[ok, r] = count[ok]
+    num_candidates = n - np.bincount(rows_e, minlength=len(scores))
+    return ranks, num_candidates
+
+
+def _is_excluded(excluded, items):
+    """(B,) bool: whether ``items[u]`` is among row ``u``'s excluded."""
+    valid = items >= 0
+    out = np.zeros(len(items), bool)
+    out[valid] = excluded.contains(np.flatnonzero(valid), items[valid])
+    return out
+
+
+def metrics_from_ranks(ranks, num_relevant, num_candidates, *, ks):
+    """Every metric of each user from the ranks of its relevant items.
+
+    Parameters
+    ----------
+    ranks : (B, R) int
+        0-based ranks of the relevant items, ``-1``: not ranked.
+    num_relevant : (B,) int
+        Relevant items of each user (ranked or not), all > 0.
+    num_candidates : (B,) int
+    ks : iterable of int
+
+    Returns
+    -------
+    dict of str to (B,) float
+        ``hr@k`` (1 if a relevant item is in the top k), ``ndcg@k``,
+        ``precision@k`` (hits / k), ``recall@k`` (hits / relevant items),
+        ``mrr`` (1 / rank of the first hit, 1-based), ``map`` (average
+        precision over the whole ranking) and ``auc`` (d2l's: ``(n_c - 1 -
+        r) / (n_c - 1)``, ``r`` the rank of the first hit among ``n_c``).
+    """
+    big = np.iinfo(np.int64).max // 4
+    r = np.sort(np.where(ranks >= 0, ranks, big), axis=1)    # (B, R)
+    found = r < big
+    first = r[:, 0] if r.shape[1] else np.full(len(r), big)
+    num_relevant = np.asarray(num_relevant)
+    out = {}
+    gain = np.where(found, 1.0 / np.log2(np.minimum(r, big - 2) + 2.0), 0.0)
+    for k in ks:
+        top = r < k
+        count = top.sum(axis=1)
+        ideal = (1.0 / np.log2(np.arange(k) + 2.0)).cumsum()[
+            np.minimum(num_relevant, k) - 1]
+        out[f'hr@{k}'] = (count > 0).astype(float)
+        out[f'ndcg@{k}'] = (gain * top).sum(axis=1) / ideal
+        out[f'precision@{k}'] = count / k
+        out[f'recall@{k}'] = count / num_relevant
+    any_hit = first < big
+    out['mrr'] = np.where(any_hit, 1.0 / (np.minimum(first, big - 1) + 1), 0.)
+    position = np.arange(1, r.shape[1] + 1)
+    out['map'] = np.where(found, position / (np.minimum(r, big - 1) + 1.0),
+                          0.0).sum(axis=1) / num_relevant
+    denom = np.maximum(num_candidates - 1, 1)
+    out['auc'] = np.where(any_hit, (num_candidates - 1 - np.minimum(
+        first, big - 1)) / denom, 0.0)
+    return out
 
 
 def ranking_metrics(scores, relevant, excluded, *, ks=(1, 5, 10, 50)):
-    """HR@k, NDCG@k, Precision@k, Recall@k, MRR, MAP and d2l's AUC.
+    """Every metric from dense matrices, for small data and tests.
 
     Parameters
     ----------
     scores : (num_users, num_items) float
-    relevant : (num_users, num_items) bool
-        The held-out items of each user.
-    excluded : (num_users, num_items) bool
-        Items not ranked for the user (its training items).
-    ks : iterable of int
-        Cut-offs.
+    relevant, excluded : (num_users, num_items) bool
 
     Returns
     -------
     dict of str to (n,) float
-        Per user (the ``n`` users with a relevant item): ``hr@k`` (1 if a
-        relevant item is in the top k), ``ndcg@k``, ``precision@k`` (hits
-        / k), ``recall@k`` (hits / relevant items), ``mrr`` (1 / rank of
-        the first hit, 1-based), ``map`` (average precision over the whole
-        ranking) and ``auc`` (d2l: ``(n_c - 1 - r) / (n_c - 1)`` with ``r``
-        the 0-based rank of the first hit among ``n_c`` candidates).
+        As :func:`metrics_from_ranks`, for the ``n`` users with a relevant
+        item.
     """
-    relevant = np.asarray(relevant, dtype=bool)
-    excluded = np.asarray(excluded, dtype=bool)
+    relevant = np.asarray(relevant, bool)
     keep = relevant.any(axis=1)
-    order, n_cand = rank_candidates(np.asarray(scores)[keep], excluded[keep])
-    rows = np.arange(len(order))[:, None]
-    # hits[u, r]: the item at rank r is a relevant candidate of user u
-    hits = (relevant[keep][rows, order] & ~excluded[keep][rows, order])
-    num_relevant = relevant[keep].sum(axis=1)
-    found = hits.any(axis=1)
-    first = np.where(found, hits.argmax(axis=1), 0)
-    out = {}
-    discount = 1.0 / np.log2(np.arange(hits.shape[1]) + 2)
-    for k in ks:
-        top = hits[:, :k]
-        count = top.sum(axis=1)
-        ideal = np.cumsum(discount)[np.minimum(num_relevant, k) - 1]
-        out[f'hr@{k}'] = (count > 0).astype(float)
-        out[f'ndcg@{k}'] = (top * discount[:k]).sum(axis=1) / ideal
-        out[f'precision@{k}'] = count / k
-        out[f'recall@{k}'] = count / num_relevant
-    out['mrr'] = np.where(found, 1.0 / (first + 1), 0.0)
-    precision_at = np.cumsum(hits, axis=1) / np.arange(1, hits.shape[1] + 1)
-    out['map'] = (precision_at * hits).sum(axis=1) / num_relevant
-    denom = np.maximum(n_cand - 1, 1)
-    out['auc'] = np.where(found, (n_cand - 1 - first) / denom, 0.0)
+    rel = ItemSets.from_pairs(*np.nonzero(relevant[keep]),
+                              num_users=int(keep.sum()),
+                              num_items=relevant.shape[1])
+    exc = ItemSets.from_pairs(*np.nonzero(np.asarray(excluded)[keep]),
+                              num_users=int(keep.sum()),
+                              num_items=relevant.shape[1])
+    targets = padded_rows(rel, 0, rel.num_users)
+    ranks, n_cand = target_ranks(np.asarray(scores)[keep], targets, exc)
+    return metrics_from_ranks(ranks, rel.counts(), n_cand, ks=ks)
+
+
+def padded_rows(sets, start, stop):
+    """Rows ``start:stop`` of ``sets`` as a (B, R) array, ``-1``-padded."""
+    counts = sets.counts()[start:stop]
+    out = np.full((stop - start, max(int(counts.max(initial=0)), 1)), -1,
+                  np.int64)
+    lo = sets.indptr[start]
+    rows = np.repeat(np.arange(stop - start), counts)
+    cols = np.arange(sets.indptr[stop] - lo) - np.repeat(
+        sets.indptr[start:stop] - lo, counts)
+    out[rows, cols] = sets.indices[lo:sets.indptr[stop]]
     return out
+
+
+def block_of(sets, start, stop):
+    """Rows ``start:stop`` of ``sets`` as an ItemSets of their own."""
+    lo = sets.indptr[start]
+    return ItemSets(sets.indptr[start:stop + 1] - lo,
+                    sets.indices[lo:sets.indptr[stop]],
+                    num_items=sets.num_items)
