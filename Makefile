@@ -8,9 +8,14 @@ MXNET ?= mxnet
 WORKERS ?= 2
 SERVERS ?= 1
 
-.PHONY: install data train train-dist test lint bench clean
+.PHONY: install data train train-dist test lint bench bench-scale clean
+# d2l 1.0.3 pins numpy 1.23.5, pandas 2.0.3, matplotlib 3.7.2: Python 3.8-3.11
+PYTHON_OK := import sys; sys.exit(not (3, 8) <= sys.version_info[:2] <= (3, 11))
 
 $(PY):
+	@$(PYTHON) -c '$(PYTHON_OK)' || { echo "caser-gluon needs Python \
+	3.8-3.11 (d2l 1.0.3 pins numpy 1.23.5); $(PYTHON) is \
+	$$($(PYTHON) -V 2>&1). Run: make install PYTHON=python3.11" >&2; exit 2; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade --quiet pip
 
@@ -27,15 +32,15 @@ $(VENV)/.installed: setup.cfg pyproject.toml | $(PY)
 
 # ML-100K into the cache (from PyPI's recbole wheel when offline).
 data: install
-	$(PY) -m caser_gluon.data
+	$(PY) -m caser_gluon.cli data
 
 # The chapter's recipe: Caser(10), L=5, batch 4096, Adam lr 0.04, 8 epochs.
 train: data
-	$(PY) -m caser_gluon.train $(ARGS)
+	$(PY) -m caser_gluon.cli train $(ARGS)
 
 # Several processes on 127.0.0.1: scheduler, servers, workers (dist_sync).
 train-dist: data
-	$(PY) -m caser_gluon.distributed --workers $(WORKERS) \
+	$(PY) -m caser_gluon.cli train-dist --workers $(WORKERS) \
 	  --servers $(SERVERS) -- $(ARGS)
 
 test: data
@@ -60,11 +65,17 @@ notebook-html: data
 bench: data
 	$(PY) benchmarks/bench.py $(ARGS)
 
+# Scale: MovieLens-shaped synthetic files (cached) from 1M to 32M ratings,
+# one epoch each; writes benchmarks/SCALE.md and scale.png.
+bench-scale: data
+	$(PY) benchmarks/bench_scale.py $(ARGS)
+
 # The chapter's exercises and baselines over 3 seeds: experiments/RESULTS.md.
-# ARGS=--quick runs a small grid.
+# With ARGS (e.g. --quick) the report goes to a fresh runs/experiments-*.
 .PHONY: experiments
 experiments: data
-	$(PY) -m caser_gluon.experiments $(ARGS)
+	$(PY) -m caser_gluon.cli experiments \
+	  $(if $(ARGS),$(ARGS),--out experiments --overwrite)
 
 lint: install
 	$(VENV)/bin/ruff check caser_gluon tests benchmarks notebooks

@@ -43,7 +43,32 @@ from mxnet import autograd, gluon, np, npx
 
 from caser_gluon import data as data_lib
 from caser_gluon import train as train_lib
+from caser_gluon.config import DataConfig, ModelConfig, TrainConfig
 from caser_gluon.evaluate import evaluate_ranking
+from caser_gluon.prepare import load_data
+from caser_gluon.runtime import set_seed
+from caser_gluon.zoo import build_model
+
+RECIPE = TrainConfig()      # the chapter's recipe
+
+
+def build_net(*, num_users, num_items, devices, hybridize=True, **model):
+    """A Caser of the chapter's sizes (``model`` overrides them)."""
+    return build_model(ModelConfig(**model), num_users=num_users,
+                       num_items=num_items, devices=devices,
+                       hybridize=hybridize)
+
+
+def make_trainer(net):
+    """The chapter's Adam."""
+    return train_lib.make_trainer(net, lr=RECIPE.lr, wd=RECIPE.wd,
+                                  optimizer=RECIPE.optimizer,
+                                  kvstore=RECIPE.kvstore)
+
+
+def load_chapter_data(seed):
+    """ML-100K, split, windows, as the chapter."""
+    return load_data(DataConfig(), L=ModelConfig().L, seed=seed)
 
 __all__ = ['ChapterSeqDataset', 'main', 'run_benchmarks']
 
@@ -226,30 +251,30 @@ def bench_epoch(chapter, ref_dataset, devices, quick):
     dataset = chapter['train_seq_data']
     shape = {'num_users': chapter['num_users'],
              'num_items': chapter['num_items'], 'devices': devices}
-    train_lib.set_seed(0)
-    net = train_lib.build_net(**shape)
-    trainer = train_lib.make_trainer(net)
+    set_seed(0)
+    net = build_net(**shape)
+    trainer = make_trainer(net)
     rng = onp.random.default_rng(0)
     epochs = 1 if quick else 3
     times = []
     for _ in range(epochs + 1):       # the first epoch builds the graph
         _, seconds = train_lib.train_epoch(net, dataset, trainer,
                                            batch_size=4096, devices=devices,
-                                           rng=rng)
+                                           rng=rng, loss='bpr')
         times.append(seconds)
     ours = min(times[1:])
     # the same loop with the chapter's Conv2D layers, to separate the gain
     # of the layers from the gain of the loop
-    train_lib.set_seed(0)
-    conv_net = train_lib.build_net(**shape, conv='conv2d')
-    conv_trainer = train_lib.make_trainer(conv_net)
+    set_seed(0)
+    conv_net = build_net(**shape, conv='conv2d')
+    conv_trainer = make_trainer(conv_net)
     conv_times = [train_lib.train_epoch(
         conv_net, dataset, conv_trainer, batch_size=4096, devices=devices,
-        rng=rng)[1] for _ in range(2)]
+        rng=rng, loss='bpr')[1] for _ in range(2)]
 
-    train_lib.set_seed(0)
-    ref_net = train_lib.build_net(**shape, hybridize=False, conv='conv2d')
-    ref_trainer = train_lib.make_trainer(ref_net)
+    set_seed(0)
+    ref_net = build_net(**shape, hybridize=False, conv='conv2d')
+    ref_trainer = make_trainer(ref_net)
     train_iter = gluon.data.DataLoader(ref_dataset, 4096, True,
                                        last_batch='rollover', num_workers=0)
     max_batches = 1 if quick else None
@@ -299,7 +324,7 @@ def bench_eval(net, chapter, devices, repeat, quick):
 def bench_end_to_end(quick):
     with tempfile.TemporaryDirectory() as out:
         cmd = [sys.executable, '-m', 'caser_gluon.train', '--quiet',
-               '--out', out]
+               '--out', out, '--overwrite']
         if quick:
             cmd += ['--epochs', '1']
         start = time.perf_counter()
@@ -318,14 +343,14 @@ def bench_quality(devices, seeds, epochs, d2l_epochs):
         for loop, num_epochs in [('fast', epochs), ('d2l', d2l_epochs)]:
             if not num_epochs:
                 continue
-            train_lib.set_seed(seed)
-            chapter = train_lib.load_chapter_data(seed=seed)
+            set_seed(seed)
+            chapter = load_chapter_data(seed=seed)
             dataset = chapter['train_seq_data']
-            net = train_lib.build_net(
+            net = build_net(
                 num_users=chapter['num_users'],
                 num_items=chapter['num_items'], devices=devices,
                 conv='dense' if loop == 'fast' else 'conv2d')
-            trainer = train_lib.make_trainer(net)
+            trainer = make_trainer(net)
             eval_args = (chapter['test_input'], dataset.test_seq,
                          chapter['candidates'], chapter['num_users'],
                          chapter['num_items'], devices)
@@ -333,13 +358,14 @@ def bench_quality(devices, seeds, epochs, d2l_epochs):
             if loop == 'fast':
                 train_lib.fit(net, dataset, trainer, num_epochs=num_epochs,
                               batch_size=4096, devices=devices, seed=seed,
-                              quiet=True)
+                              loss='bpr', quiet=True)
             else:
                 train_lib.fit_d2l(net, dataset, trainer,
                                   num_epochs=num_epochs, batch_size=4096,
                                   devices=devices,
                                   test_input=chapter['test_input'],
-                                  candidates=chapter['candidates'])
+                                  candidates=chapter['candidates'],
+                                  evaluator=evaluate_ranking)
             seconds = time.perf_counter() - start
             hr, auc = evaluate_ranking(net, *eval_args)
             out[loop].append({'seed': seed, 'epochs': num_epochs,
@@ -456,7 +482,7 @@ def run_benchmarks(*, quick=False, seeds=(0, 1, 2), d2l_epochs=8,
     results['windows'], ref_dataset = bench_windows(
         (onp.array(users), onp.array(items), candidates, num_users,
          num_items), repeat, quick)
-    chapter = train_lib.load_chapter_data(seed=0)
+    chapter = load_chapter_data(seed=0)
     step('c. epoch')
     results['epoch'], net = bench_epoch(chapter, ref_dataset, devices,
                                         quick)

@@ -33,11 +33,14 @@
 # | the sequential dataset | `caser_gluon/data.py`: `SeqDataset` |
 # | loading ML-100K | `caser_gluon/data.py`: `read_ml100k`, \
 # `split_seq_aware`, `load_implicit` (together: \
-# `caser_gluon/train.py`: `load_chapter_data`) |
-# | training | `caser_gluon/train.py`: `build_net`, `make_trainer`, `fit`, \
-# `resolve_devices` |
-# | evaluation | `caser_gluon/evaluate.py`: `evaluate_ranking`, \
-# `score_all_items` |
+# `caser_gluon/prepare.py`: `load_data`) |
+# | the recipe's defaults | `caser_gluon/config.py`: `ModelConfig`, \
+# `TrainConfig` |
+# | training | `caser_gluon/zoo.py`: `build_model`; \
+# `caser_gluon/train.py`: `make_trainer`, `fit`; \
+# `caser_gluon/losses.py`: `bpr_loss` |
+# | evaluation | `caser_gluon/evaluate.py`: `evaluate_ranking`; \
+# `caser_gluon/metrics.py`: every metric |
 #
 # The same recipe runs from the shell with `make train`.
 
@@ -49,8 +52,9 @@ import matplotlib.pyplot as plt
 import numpy as onp
 import pandas as pd
 from IPython.display import display
-from mxnet import np, npx
+from mxnet import autograd, np, npx
 
+from caser_gluon.config import ModelConfig, TrainConfig
 from caser_gluon.data import (
     ML100K_SHAPE,
     SeqDataset,
@@ -59,15 +63,11 @@ from caser_gluon.data import (
     read_titles,
     split_seq_aware,
 )
-from caser_gluon.evaluate import evaluate_ranking, score_all_items
+from caser_gluon.evaluate import evaluate_ranking
 from caser_gluon.model import Caser
-from caser_gluon.train import (
-    build_net,
-    fit,
-    make_trainer,
-    resolve_devices,
-    set_seed,
-)
+from caser_gluon.runtime import resolve_devices, set_seed
+from caser_gluon.train import fit, make_trainer
+from caser_gluon.zoo import build_model
 
 npx.set_np()
 start_time = time.perf_counter()
@@ -78,10 +78,11 @@ start_time = time.perf_counter()
 # cell to run everything for one epoch.
 
 # %% tags=["parameters"]
-EPOCHS = 8              # the chapter's num_epochs
-L = 5                   # length of the input sequence
-BATCH_SIZE = 4096
-LR = 0.04
+RECIPE = TrainConfig()  # the chapter's recipe: Adam, lr 0.04, batch 4096
+EPOCHS = RECIPE.epochs  # the chapter's num_epochs, 8
+L = ModelConfig().L     # length of the input sequence, 5
+BATCH_SIZE = RECIPE.batch_size
+LR = RECIPE.lr
 SEED = 0
 USER = 0                # whose recommendations we look at (0-based)
 EXERCISE_EPOCHS = 3     # epochs of each exercise run
@@ -120,8 +121,8 @@ print(inspect.getsource(Caser))
 # %%
 num_users, num_items = ML100K_SHAPE['users'], ML100K_SHAPE['items']
 devices = resolve_devices('auto')
-net = build_net(num_users=num_users, num_items=num_items, devices=devices,
-                L=L, hybridize=False, conv='conv2d')
+net = build_model(ModelConfig(L=L, conv='conv2d'), num_users=num_users,
+                  num_items=num_items, devices=devices, hybridize=False)
 rng = onp.random.default_rng(SEED)
 user_id = np.array(rng.integers(0, num_users, 4), ctx=devices[0])
 seq = np.array(rng.integers(0, num_items, (4, L)), ctx=devices[0])
@@ -227,12 +228,16 @@ def evaluate(net):
     return {'hit_rate': hit_rate, 'auc': auc}
 
 
+def trainer_for(net):
+    return make_trainer(net, lr=LR, wd=RECIPE.wd, optimizer=RECIPE.optimizer,
+                        kvstore=RECIPE.kvstore)
+
+
 set_seed(SEED)
-net = build_net(num_users=num_users, num_items=num_items, devices=devices,
-                L=L)
-trainer = make_trainer(net, lr=LR)
-history = fit(net, train_seq_data, trainer, num_epochs=EPOCHS,
-              batch_size=BATCH_SIZE, devices=devices, seed=SEED,
+net = build_model(ModelConfig(L=L), num_users=num_users,
+                  num_items=num_items, devices=devices)
+history = fit(net, train_seq_data, trainer_for(net), num_epochs=EPOCHS,
+              batch_size=BATCH_SIZE, devices=devices, seed=SEED, loss='bpr',
               evaluate=evaluate, on_epoch=live_plot(EPOCHS), quiet=True)
 speed = sum(r['examples_per_sec'] for r in history) / len(history)
 print(f'{speed:.0f} examples/sec on {devices}')
@@ -252,15 +257,18 @@ print(f'hit rate@50 {hit_rate:.3f}, AUC {auc:.3f}')
 # %% [markdown]
 # ## Recommendations
 #
-# `score_all_items` encodes each user's last $L$ items once and scores
-# every movie. We hide the movies the user trained on and list the top 10
+# `net.score_all` encodes a user's last $L$ items once and scores every
+# movie. We hide the movies the user trained on and list the top 10
 # next to the $L$ movies the user saw last (oldest first).
 
 # %%
 titles = read_titles()
-scores = score_all_items(net, test_seq, device=devices[0])
-scores[train_seq_data.seen] = -onp.inf
-top = onp.argsort(-scores[USER], kind='stable')[:10]
+with autograd.predict_mode():
+    scores = net.score_all(np.array([USER], ctx=devices[0]),
+                           np.array(test_seq[USER:USER + 1],
+                                    ctx=devices[0])).asnumpy()[0]
+scores[train_seq_data.seen.row(USER)] = -onp.inf
+top = onp.argsort(-scores, kind='stable')[:10]
 held_out = test_input[USER][0]
 recent = [titles[i] if i < num_items else '(padding)'
           for i in test_seq[USER]]
@@ -270,7 +278,7 @@ pd.DataFrame({'last seen': pd.Series(recent, range(1, L + 1)),
              ).fillna('')
 
 # %%
-rank = int((scores[USER] > scores[USER, held_out]).sum()) + 1
+rank = int((scores > scores[held_out]).sum()) + 1
 print(f'held-out movie: {titles[held_out]}, ranked {rank}')
 
 # %% [markdown]
@@ -294,10 +302,11 @@ def run(seed, L=L, **kwargs):
                                  candidates, seed=seed)
     data = datasets[L]
     set_seed(seed)
-    net = build_net(num_users=num_users, num_items=num_items,
-                    devices=devices, L=L, **kwargs)
-    fit(net, data, make_trainer(net, lr=LR), num_epochs=EXERCISE_EPOCHS,
-        batch_size=BATCH_SIZE, devices=devices, seed=seed, quiet=True)
+    net = build_model(ModelConfig(L=L, **kwargs), num_users=num_users,
+                      num_items=num_items, devices=devices)
+    fit(net, data, trainer_for(net), num_epochs=EXERCISE_EPOCHS,
+        batch_size=BATCH_SIZE, devices=devices, seed=seed, loss='bpr',
+        quiet=True)
     hit_rate, auc = evaluate_ranking(net, test_input, data.test_seq,
                                      candidates, num_users, num_items,
                                      devices)
@@ -326,7 +335,7 @@ plt.show()
 # %% [markdown]
 # With so few epochs and seeds, differences of a point or two are noise
 # (the `std` columns say how much, given two seeds or more). Train longer, with more seeds, before
-# drawing conclusions; `python -m caser_gluon.train --d 0` (or
+# drawing conclusions; `caser-gluon train --d 0` (or
 # `--d-prime 0`, `--L 9`) runs one configuration for the full recipe.
 #
 # The third exercise, session-based recommendation, is left to the
