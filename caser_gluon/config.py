@@ -23,6 +23,8 @@ import pathlib
 import typing
 
 __all__ = [
+    'ACTIVATIONS',
+    'PRESETS',
     'ConfigError',
     'DataConfig',
     'ModelConfig',
@@ -33,11 +35,16 @@ __all__ = [
     'given_flags',
     'read_config_file',
     'to_flat',
+    'with_preset',
 ]
 
 
 class ConfigError(ValueError):
     """A configuration value or file that cannot be used."""
+
+
+#: activations of Caser's layers (the authors' choices)
+ACTIVATIONS = ('relu', 'tanh', 'sigmoid', 'identity')
 
 
 def _field(default, help, *, check=None, choices=None):
@@ -67,6 +74,15 @@ class ModelConfig:
                             "user: the sequence only, an ablation)")
     use_seq: bool = _field(True, 'use the sequence (--no-use-seq: BPR-MF, '
                            'an ablation)')
+    ac_conv: str = _field('relu', 'activation of the horizontal '
+                          'convolutions (the authors\' -ac_conv)',
+                          choices=ACTIVATIONS)
+    ac_fc: str = _field('relu', 'activation of the dense layer (the '
+                        'authors\' -ac_fc)', choices=ACTIVATIONS)
+    init: str = _field('chapter', 'chapter: every parameter Normal(0.01); '
+                       'paper: the authors\' (embeddings Normal(1/k), '
+                       'output Normal(1/2k), zero bias, layers Gluon\'s '
+                       'default)', choices=('chapter', 'paper'))
 
 
 @dataclasses.dataclass
@@ -84,6 +100,18 @@ class DataConfig:
                          'interactions', check='non_negative')
     targets: int = _field(1, 'T, next items predicted per window (the '
                           'paper)', check='positive')
+    split: str = _field('last', "last: each user's latest item is the test "
+                        'item (the chapter); last-valid: and the one before '
+                        'validates; fraction: 70/10/20%% of each history in '
+                        'time (the paper); files: --train-file, --test-file',
+                        choices=('last', 'last-valid', 'fraction', 'files'))
+    train_file: str | None = _field(
+        None, 'with --split files: training lines "user item rating '
+        '[timestamp]", in time order')
+    valid_file: str | None = _field(
+        None, 'with --split files: validation lines (optional)')
+    test_file: str | None = _field(
+        None, 'with --split files: test lines')
 
 
 @dataclasses.dataclass
@@ -97,11 +125,15 @@ class TrainConfig:
     wd: float = _field(1e-5, 'weight decay', check='non_negative')
     optimizer: str = _field('adam', 'gluon optimizer')
     loss: str = _field('bpr', 'bpr (chapter), hinge (d2l.HingeLossbRec), '
-                       'bce (paper); fast loop only',
-                       choices=('bpr', 'hinge', 'bce'))
+                       'bce (paper), sampled (sampled softmax), ce (full '
+                       'softmax, RecBole); fast loop only',
+                       choices=('bpr', 'hinge', 'bce', 'sampled', 'ce'))
     num_negatives: int | None = _field(
         None, 'negatives per window (default: one per target)',
         check='positive')
+    patience: int | None = _field(
+        None, 'with a validation part: stop after this many epochs without '
+        'a better validation NDCG@10 (default: never)', check='positive')
     loop: str = _field('fast', "fast: this package's loop; d2l: "
                        'd2l.train_ranking', choices=('fast', 'd2l'))
     evaluator: str = _field('all', 'all: rank every item; d2l: '
@@ -118,6 +150,9 @@ class TrainConfig:
                              'it imperatively)')
     seed: int = _field(0, 'fixes data order, negatives and initialisation',
                        check='non_negative')
+    preset: str = _field('chapter', 'a named recipe (see PRESETS); given '
+                         'flags override it', choices=('chapter', 'paper',
+                                                       'best'))
 
 
 @dataclasses.dataclass
@@ -285,3 +320,25 @@ def read_config_file(path):
                           'config.json)')
     from_flat(saved, source=str(path))      # validates every field
     return saved
+
+
+#: named recipes: the fields they change from the defaults above
+PRESETS = {
+    # the chapter's: Caser(10), L=5, BPR, Adam lr 0.04, batch 4096, 8 epochs
+    'chapter': {},
+    # the authors' train_caser.py defaults (caser_pytorch)
+    'paper': {'num_factors': 50, 'd': 16, 'd_prime': 4, 'drop_ratio': 0.5,
+              'ac_conv': 'relu', 'ac_fc': 'relu', 'init': 'paper',
+              'targets': 3, 'loss': 'bce', 'num_negatives': 3, 'lr': 1e-3,
+              'wd': 1e-6, 'batch_size': 512, 'epochs': 50},
+    # the best recipe found on validation data (experiments/PRESETS.md)
+    'best': {'num_factors': 50, 'd': 16, 'd_prime': 4, 'drop_ratio': 0.5,
+             'init': 'paper', 'targets': 1, 'loss': 'ce', 'lr': 1e-3,
+             'wd': 0.0, 'batch_size': 512, 'epochs': 30},
+}
+
+
+def with_preset(values):
+    """``values`` (flat, given) over the preset they name, over defaults."""
+    name = values.get('preset', TrainConfig.preset)
+    return {**PRESETS[name], **values, 'preset': name}

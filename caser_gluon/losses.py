@@ -9,14 +9,25 @@ negatives of each window, and returns one value per window:
 * ``bpr``: BPR over the pairs (target ``t``, negative ``t``), summed;
 * ``hinge``: ``d2l.HingeLossbRec`` over the same pairs, summed;
 * ``bce``: the paper's binary cross-entropy, every target against every
-  negative, summed.
+  negative, summed;
+* ``sampled``: a sampled softmax: each target against the window's ``N``
+  negatives, ``-log softmax``, summed over the targets;
+* ``ce``: the full softmax cross-entropy over every item (RecBole's loss
+  for Caser): the loop scores all items (``full_softmax`` is set on it).
 
 All are written with ``softrelu`` (``log(1 + exp(x))``), which stays
 finite for any margin, where ``log(sigmoid(x))`` underflows to ``-inf``.
 """
-from mxnet import npx
+from mxnet import np, npx
 
-__all__ = ['LOSSES', 'bce_loss', 'bpr_loss', 'hinge_loss']
+__all__ = [
+    'LOSSES',
+    'bce_loss',
+    'bpr_loss',
+    'hinge_loss',
+    'sampled_softmax_loss',
+    'softmax_ce_loss',
+]
 
 npx.set_np()
 
@@ -66,6 +77,52 @@ def bce_loss(positive, negative):
             + npx.activation(negative, act_type='softrelu').sum(axis=1))
 
 
+def sampled_softmax_loss(positive, negative):
+    """Each target against the window's sampled negatives, softmax.
+
+    ``-log(exp(p_t) / (exp(p_t) + sum_j exp(n_j)))`` for each target
+    ``t``, summed over the targets. The negatives are drawn uniformly
+    among the items the user has not trained on, so no correction for the
+    sampling distribution is needed.
+
+    Parameters
+    ----------
+    positive : (batch_size, T) float
+    negative : (batch_size, N) float
+
+    Returns
+    -------
+    (batch_size,) float
+    """
+    T = positive.shape[1]
+    negs = np.broadcast_to(np.expand_dims(negative, 1),
+                           (negative.shape[0], T, negative.shape[1]))
+    logits = np.concatenate([np.expand_dims(positive, 2), negs], axis=2)
+    return -npx.log_softmax(logits, axis=2)[:, :, 0].sum(axis=1)
+
+
+def softmax_ce_loss(logits, targets):
+    """Full softmax cross-entropy: every item competes with the targets.
+
+    Parameters
+    ----------
+    logits : (batch_size, num_items) float
+        Scores of every item.
+    targets : (batch_size, T) int
+
+    Returns
+    -------
+    (batch_size,) float
+        ``-sum_t log softmax(logits)[target_t]``.
+    """
+    log_p = npx.log_softmax(logits, axis=1)
+    return -sum(npx.pick(log_p, targets[:, t], axis=1)
+                for t in range(targets.shape[1]))
+
+
+softmax_ce_loss.full_softmax = True
+
+
 def _pairwise(loss):
     """Pair target ``t`` with negative ``t``; sum over the ``T`` pairs."""
     def per_example(positive, negative):
@@ -76,4 +133,5 @@ def _pairwise(loss):
 
 #: ``--loss`` name -> per-window loss of (positive (b, T), negative (b, N))
 LOSSES = {'bpr': _pairwise(bpr_loss), 'hinge': _pairwise(hinge_loss),
-          'bce': bce_loss}
+          'bce': bce_loss, 'sampled': sampled_softmax_loss,
+          'ce': softmax_ce_loss}

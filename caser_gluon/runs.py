@@ -41,7 +41,8 @@ __all__ = ['RunError', 'RunFolder', 'fresh_name', 'load_params',
 META = 'checkpoint.json'
 #: files a run writes (removed by ``overwrite=True``)
 RUN_FILES = ('config.json', 'metrics.json', 'metrics.csv', 'metrics.png',
-             'caser.params', 'recommend.npz', META)
+             'caser.params', 'best.params', 'result.json', 'recommend.npz',
+             META)
 
 
 class RunError(ValueError):
@@ -296,7 +297,9 @@ def _plot(history, path, loss_name):
     fig, axes = plt.subplots(1, 1 + has_loss,
                              figsize=(4 + 4 * has_loss, 3.2), squeeze=False)
     for key, label in [('hit_rate', 'test hit rate@50'),
-                       ('hr@10', 'test hit rate@10'), ('auc', 'test AUC')]:
+                       ('hr@10', 'test hit rate@10'), ('auc', 'test AUC'),
+                       ('valid_hit_rate', 'validation hit rate@50'),
+                       ('valid_ndcg@10', 'validation NDCG@10')]:
         if any(key in r for r in history):
             axes[0, 0].plot(epochs, [r.get(key) for r in history],
                             marker='o', label=label)

@@ -58,22 +58,23 @@ def make_trainer(net, *, lr, wd, optimizer, kvstore, rescale_grad=1.0):
                          kvstore=kvstore)
 
 
-def _batches(dataset, *, batch_size, rng, num_negatives=None):
+def _batches(dataset, *, batch_size, rng, num_negatives):
     """Shuffled mini-batches ``(users, seqs, items)`` as NumPy arrays.
 
     ``items`` is ``(batch_size, T + N)``: the ``T`` targets, then ``N``
-    negatives (default ``N = T``) drawn for the whole batch at once,
-    never one of the user's training items.
+    negatives drawn for the whole batch at once, never one of the user's
+    training items (``N = 0``: none).
     """
-    num_negatives = num_negatives or dataset.seq_tgt.shape[1]
     order = rng.permutation(len(dataset))
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
         users = dataset.seq_users[idx]
-        negatives = sample_negatives(onp.repeat(users, num_negatives),
-                                     dataset.seen, rng)
-        items = onp.concatenate(
-            [dataset.seq_tgt[idx], negatives.reshape(len(idx), -1)], axis=1)
+        items = dataset.seq_tgt[idx]
+        if num_negatives:
+            negatives = sample_negatives(onp.repeat(users, num_negatives),
+                                         dataset.seen, rng)
+            items = onp.concatenate(
+                [items, negatives.reshape(len(idx), -1)], axis=1)
         yield users, dataset.seq_items[idx], items.astype(onp.int32)
 
 
@@ -82,7 +83,8 @@ def train_epoch(net, dataset, trainer, *, batch_size, devices, rng, loss,
     """One pass over ``dataset``; returns (mean loss per example, seconds).
 
     Each batch is split over ``devices``; every shard's sequence is encoded
-    once and its targets and negatives scored together, ``(b, T + N)``.
+    once and its targets and negatives scored together, ``(b, T + N)``
+    (with the full softmax loss, every item is scored).
 
     Raises
     ------
@@ -90,7 +92,9 @@ def train_epoch(net, dataset, trainer, *, batch_size, devices, rng, loss,
         If a batch's loss is NaN or infinite, naming the epoch and batch.
     """
     loss_fn = LOSSES[loss] if isinstance(loss, str) else loss
+    full = getattr(loss_fn, 'full_softmax', False)
     T = dataset.seq_tgt.shape[1]
+    num_negatives = 0 if full else (num_negatives or T)
     start, losses, count = time.perf_counter(), [], 0
     for users, seqs, items in _batches(dataset, batch_size=batch_size,
                                        rng=rng, num_negatives=num_negatives):
@@ -100,6 +104,9 @@ def train_epoch(net, dataset, trainer, *, batch_size, devices, rng, loss,
         with autograd.record():
             ls = []
             for u, s, it in zip(*shards):
+                if full:                        # every item: (b, num_items)
+                    ls.append(loss_fn(net.score_all(u, s), it))
+                    continue
                 scores = net(u, s, it)                      # (b, T + N)
                 ls.append(loss_fn(scores[:, :T], scores[:, T:]))
         for part in ls:
@@ -139,7 +146,8 @@ def fit(net, dataset, trainer, *, num_epochs, batch_size, devices, seed,
     evaluate : callable, optional
         ``evaluate(net) -> dict`` of metrics.
     on_epoch : callable, optional
-        Called with each epoch's record (a dict), e.g. to save it.
+        Called with each epoch's record (a dict), e.g. to save it; when it
+        returns ``'stop'``, training stops (early stopping).
     quiet : bool
         No progress.
     start_epoch : int
@@ -171,8 +179,8 @@ def fit(net, dataset, trainer, *, num_epochs, batch_size, devices, seed,
             record.update(evaluate(net))
             record['eval_seconds'] = time.perf_counter() - start
         history.append(record)
-        if on_epoch is not None:
-            on_epoch(record)
+        if on_epoch is not None and on_epoch(record) == 'stop':
+            break
     return history
 
 
