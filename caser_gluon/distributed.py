@@ -31,6 +31,7 @@ same variables by hand (or with MXNet's ``tools/launch.py``), with
 """
 import argparse
 import copy
+import math
 import os
 import signal
 import socket
@@ -226,6 +227,9 @@ class DistWorker:
 
     def run_folder(self, path, *, overwrite=False):
         """The shared run folder: rank 0 owns it, others write no file."""
+        if path is None:
+            raise ValueError('--kvstore dist_*: give --out, the folder every'
+                             ' worker shares (train-dist does)')
         return RunFolder(path, overwrite=overwrite, owner=self.rank == 0)
 
     def save_params(self, net, folder):
@@ -389,9 +393,9 @@ def add_flags(p):
                    help='worker processes (each trains on a shard of users)')
     p.add_argument('--servers', type=_at_least_one, default=1,
                    help='parameter server processes')
-    p.add_argument('--port', type=int, default=None,
+    p.add_argument('--port', type=_port, default=None,
                    help="scheduler's port on 127.0.0.1 (default: free one)")
-    p.add_argument('--timeout', type=float, default=None,
+    p.add_argument('--timeout', type=_seconds, default=None,
                    help='seconds before every process is stopped')
     p.add_argument('--threads', type=_at_least_one, default=None,
                    help='OMP_NUM_THREADS per worker (default: CPUs / '
@@ -410,6 +414,24 @@ def _at_least_one(text):
                                          f'{text!r}') from None
     if value < 1:
         raise argparse.ArgumentTypeError(f'must be >= 1, got {text}')
+    return value
+
+
+def _port(text):
+    value = _at_least_one(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f'not a port: {text}')
+    return value
+
+
+def _seconds(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f'expected a positive number of '
+                                         f'seconds, got {text!r}')
     return value
 
 

@@ -178,7 +178,7 @@ def run(args):
         items = [i.strip() for i in args.items.split(',') if i.strip()]
     result = recommend(net, state, user=args.user, items=items, n=args.n)
     if args.json:
-        print(json.dumps(result))
+        print(json.dumps(result, allow_nan=False))
         return
     titles = None
     if state['config'].get('ratings') is None:

@@ -130,9 +130,10 @@ class RunFolder:
         self.owner, self.history, self._lock = owner, [], None
         self.files = files
         if path is None and owner:
-            self.dir = fresh_name(prefix)
+            self.dir, self.created = fresh_name(prefix), True
         else:
             self.dir = pathlib.Path(path)
+            self.created = not self.dir.exists()
         if not owner:
             return
         _check_writable(self.dir)
@@ -164,10 +165,20 @@ class RunFolder:
             path.unlink()
 
     def close(self):
-        """Release the folder's lock."""
-        if self._lock is not None:
-            os.close(self._lock)
-            self._lock = None
+        """Release the folder's lock; remove the folder if it stayed empty.
+
+        A run that failed before writing anything (bad data, a bad flag
+        found late) leaves no empty folder behind, unless the folder was
+        there before.
+        """
+        if self._lock is None:
+            return
+        os.close(self._lock)
+        self._lock = None
+        lock = self.dir / '.lock'
+        if self.created and [p.name for p in self.dir.iterdir()] == ['.lock']:
+            lock.unlink(missing_ok=True)
+            self.dir.rmdir()
 
     def write_config(self, config):
         """Write ``config.json`` (a dict)."""

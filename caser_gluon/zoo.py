@@ -40,6 +40,12 @@ def build_model(config, *, num_users, num_items, devices, hybridize=True):
     -------
     SequentialRecommender
     """
+    rows = num_items + 1
+    width = config.num_factors * (int(config.use_user) + int(config.use_seq))
+    if rows * width >= 2 ** 31:
+        raise ValueError(f'--num-factors {config.num_factors}: the item '
+                         f'tables would hold {rows * width:,} values, more '
+                         "than MXNet's limit of 2^31 - 1 per array")
     if config.model not in MODELS:
         raise ValueError(f'--model {config.model}: not available (choose '
                          f'from {", ".join(MODELS)})')
