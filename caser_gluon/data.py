@@ -33,6 +33,7 @@ from .ratings import (
     _sniff_sep,  # noqa: F401  (importable from here)
     load_ratings,
     read_ratings,
+    stable_order,
 )
 
 __all__ = [
@@ -254,9 +255,7 @@ def split_seq_aware(df, num_users, num_items):
         raise DataError('cannot split empty data')
     users = df['user_id'].to_numpy()
     stamps = df['timestamp'].to_numpy()
-    # stable sorts: by timestamp, then by user; ties keep file order
-    order = np.argsort(stamps, kind='stable')
-    order = order[np.argsort(users[order], kind='stable')]
+    order = stable_order(users, stamps)     # ties keep file order
     users, stamps = users[order], stamps[order]
     n = len(order)
     new_user = np.r_[True, users[1:] != users[:-1]]
