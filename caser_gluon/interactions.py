@@ -166,7 +166,12 @@ class ItemSets(Mapping):
         keys = self.keys_
         if not len(keys):
             return np.zeros(query.shape, dtype=bool)
-        pos = np.minimum(np.searchsorted(keys, query), len(keys) - 1)
+        # sorted queries walk ``keys`` in order: far fewer cache misses
+        flat = query.ravel()
+        order = np.argsort(flat)
+        pos = np.empty(len(flat), dtype=np.int64)
+        pos[order] = np.searchsorted(keys, flat[order])
+        pos = np.minimum(pos, len(keys) - 1).reshape(query.shape)
         return valid & (keys[pos] == query)
 
     def dense(self, start=0, stop=None):

@@ -190,10 +190,12 @@ def _id_column(values, token):
 # The fast reader: pandas' C parser, typed columns
 # ---------------------------------------------------------------------------
 
-def _read_fast(rules, tokens):
+def _read_fast(rules, tokens, *, chunksize=1 << 20):
     """Read with pandas' C parser, or return None if any value is wrong.
 
     ``tokens`` is a pair of bools: read user ids / item ids as strings.
+    The file is read in chunks of ``chunksize`` lines, each checked and
+    kept as four NumPy columns (no pandas block copies).
     """
     double = rules.sep == '::'       # '1::2' is '1', '', '2' split on ':'
     where = [0, 2, 4, 6] if double else [0, 1, 2, 3]
@@ -202,40 +204,58 @@ def _read_fast(rules, tokens):
              where[2]: np.int64 if rules.integer_ratings else np.float64,
              where[3]: np.int64}
     dtype.update({k: 'category' for k in (1, 3, 5) if double})
+    parts = []
     try:
-        raw = pd.read_csv(rules.path, sep=rules.sep[0], header=None,
-                          skiprows=1 if rules.header else 0, dtype=dtype,
-                          engine='c', quoting=csv.QUOTE_NONE,
-                          keep_default_na=False, na_values=[''],
-                          encoding=ENCODING, encoding_errors=ERRORS)
+        with pd.read_csv(rules.path, sep=rules.sep[0], header=None,
+                         skiprows=1 if rules.header else 0, dtype=dtype,
+                         engine='c', quoting=csv.QUOTE_NONE,
+                         keep_default_na=False, na_values=[''],
+                         encoding=ENCODING, encoding_errors=ERRORS,
+                         chunksize=chunksize) as reader:
+            for chunk in reader:
+                if chunk.shape[1] != len(dtype) or (double and not all(
+                        chunk[k].isna().all() for k in (1, 3, 5))):
+                    return None
+                columns = [chunk[k] for k in where]
+                if not _valid(columns, [dtype[k] for k in where], rules):
+                    return None
+                parts.append([c.array if t else c.to_numpy()
+                              for c, t in zip(columns, tokens + (0, 0))])
     except (ValueError, OverflowError, pd.errors.ParserError,
             pd.errors.EmptyDataError):
         return None
-    if raw.shape[1] != len(where) + 3 * double or raw.empty:
+    if not parts:
         return None
-    if double and not all(raw[k].isna().all() for k in (1, 3, 5)):
-        return None
-    df = raw[where].set_axis(NAMES, axis=1)
-    if not all(df[name].dtype == dtype[k] for name, k in zip(NAMES, where)):
-        return None                  # e.g. uint64 for a huge id
-    if df.isna().to_numpy().any():
-        return None
-    rating = df.rating.to_numpy()
+    df = pd.DataFrame({name: _concat([p[k] for p in parts])
+                       for k, name in enumerate(NAMES)}, copy=False)
+    return _numeric_tokens(df, rules, tokens) if any(tokens) else df
+
+
+def _valid(columns, dtypes, rules):
+    """Whether a chunk's four columns hold only valid values."""
+    if any(c.dtype != t for c, t in zip(columns, dtypes)):
+        return False                 # e.g. uint64 for a huge id
+    if any(c.isna().any() for c in columns):
+        return False
+    rating = columns[2].to_numpy()
     if not (np.isfinite(rating).all() and (rating >= rules.low).all()
             and (rating <= rules.high).all()):
-        return None
-    if rules.ids == 'int' and ((df.user_id < 1) | (df.item_id < 1)).any():
-        return None
-    if any(tokens):
-        df = _numeric_tokens(df, rules, tokens)
-    return df
+        return False
+    return rules.ids != 'int' or min(columns[0].min(), columns[1].min()) >= 1
+
+
+def _concat(parts):
+    """One column from its chunks (categoricals: union of categories)."""
+    if isinstance(parts[0], pd.Categorical):
+        return pd.api.types.union_categoricals(parts)
+    return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
 
 def _numeric_tokens(df, rules, tokens):
     """In ``ids='auto'``, turn token columns whose ids are all ints to ints.
 
-    A column that mixes integer ids and other tokens stays tokens, with a
-    :class:`DataWarning` naming one of each.
+    A column that mixes integer ids with other tokens stays tokens, with a
+    :class:`DataWarning` if one of those is a number (``nan``, ``2.5``).
     """
     for name, token in zip(NAMES[:2], tokens):
         if not token:
@@ -249,12 +269,15 @@ def _numeric_tokens(df, rules, tokens):
         ints = sum(v is not None for v in values)
         if ints == len(cats):
             df[name] = np.asarray(values, np.int64)[df[name].cat.codes]
-        elif ints:
-            other = cats[[v is None for v in values]][0]
-            warnings.warn(f'{rules.path}: {name} read as string tokens: '
-                          f'{other!r} is not an integer, although {ints} '
-                          f'of the {len(cats)} ids are; pass ids=\'int\' '
-                          f'to reject such lines', DataWarning, stacklevel=4)
+            continue
+        odd = [c for c, v in zip(cats, values)
+               if v is None and _to_float(c) is not None]
+        if ints and odd:              # e.g. 'nan' among integer ids
+            warnings.warn(f'{rules.path}: {name} read as string tokens, '
+                          f'but {odd[0]!r} looks like a broken number '
+                          f'({ints} of the {len(cats)} ids are integers); '
+                          f'pass ids=\'int\' to reject such lines',
+                          DataWarning, stacklevel=4)
     return df
 
 
@@ -471,7 +494,8 @@ def load_ratings(path, *, sep='auto', min_rating=None, k_core=0,
     new_items, item_ids = _compact(items[kept], item_ids)
     out = pd.DataFrame({'user_id': new_users + 1, 'item_id': new_items + 1,
                         'rating': df.rating.to_numpy()[kept],
-                        'timestamp': df.timestamp.to_numpy()[kept]})
+                        'timestamp': df.timestamp.to_numpy()[kept]},
+                       copy=False)
     info = {'path': str(path), 'sha256': _sha256(path),
             'rows_read': rows_read, 'rows_kept': len(out),
             'user_ids': user_ids, 'item_ids': item_ids}
