@@ -25,10 +25,23 @@ import numpy as np
 import pandas as pd
 from mxnet import gluon
 
+from .interactions import ItemSets, sample_negatives
+from .ratings import (
+    NAMES,
+    DataError,
+    DataWarning,
+    _sniff_sep,  # noqa: F401  (importable from here)
+    load_ratings,
+    read_ratings,
+    stable_order,
+)
+
 __all__ = [
     'ML100K_SHAPE',
+    'NAMES',
     'DataError',
     'DataWarning',
+    'ItemSets',
     'SeqDataset',
     'default_cache_dir',
     'fetch_ml100k',
@@ -43,17 +56,8 @@ __all__ = [
 ]
 
 ML100K_SHAPE = {'rows': 100_000, 'users': 943, 'items': 1_682}
-NAMES = ['user_id', 'item_id', 'rating', 'timestamp']
 RECBOLE_WHEEL = 'recbole==1.2.1'
 RECBOLE_DIR = 'recbole/dataset_example/ml-100k/'
-
-
-class DataError(ValueError):
-    """Raised when a ratings file or an argument cannot be used as data."""
-
-
-class DataWarning(UserWarning):
-    """Data that is used, but that a reader should know about."""
 
 
 # ---------------------------------------------------------------------------
@@ -150,155 +154,7 @@ def fetch_ml100k(out_dir=None, *, quiet=False):
     return out_dir
 
 
-def _sniff_sep(path):
-    """The separator of a ratings file's first line: ``::``, tab or comma."""
-    with open(path, encoding='latin-1') as f:
-        line = f.readline()
-    for sep in ['::', '\t', ',']:
-        if sep in line:
-            return sep
-    raise DataError(f'{path}, line 1: no separator found (tab, comma or '
-                    f'"::"): {line.strip()!r}')
-
-
-def read_ratings(path, *, sep='\t', min_rating=1, max_rating=5,
-                 integer_ratings=True):
-    """Read a ``user item rating timestamp`` file, checking every line.
-
-    Parameters
-    ----------
-    path : path-like
-        The ratings file (ML-100K's ``u.data`` format by default). A first
-        line that is not numeric is taken as a header and skipped.
-    sep : str
-        Field separator: ``'\\t'``, ``','``, ``'::'`` or ``'auto'``.
-    min_rating, max_rating : float or None
-        Allowed rating range (``None``: no bound).
-    integer_ratings : bool
-        Require integer ratings (ML-100K); ``False`` accepts e.g. ``4.5``.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Columns ``user_id, item_id, rating, timestamp`` (int64, the rating
-        float64 when ``integer_ratings=False``), file order.
-        ``df.attrs['duplicates']`` counts duplicate (user, item, timestamp)
-        rows, which are kept and reported with a ``DataWarning``.
-
-    Raises
-    ------
-    DataError
-        Naming the file and the first bad line: missing or empty file,
-        wrong number of fields, a non-integer field, a rating out of range.
-    """
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise DataError(f'{path}: ratings file not found')
-    if path.stat().st_size == 0:
-        raise DataError(f'{path}: the ratings file is empty')
-    if sep == 'auto':
-        sep = _sniff_sep(path)
-    try:
-        raw = pd.read_csv(path, sep=sep, header=None, dtype=str,
-                          engine='c' if len(sep) == 1 else 'python',
-                          keep_default_na=False, encoding='latin-1')
-    except pd.errors.ParserError as err:
-        raise DataError(f'{path}: {err} (expected 4 fields: user item '
-                        f'rating timestamp, separated by {sep!r})') from None
-    if raw.shape[1] != 4:
-        raise DataError(f'{path}: expected 4 fields (user item rating '
-                        f'timestamp) separated by {sep!r}, found '
-                        f'{raw.shape[1]} on line 1')
-    first = 1
-    if pd.to_numeric(raw.iloc[0], errors='coerce').isna().all():
-        raw, first = raw.iloc[1:].reset_index(drop=True), 2   # a header
-    if raw.empty:
-        raise DataError(f'{path}: the ratings file has no rating')
-    values = raw.apply(pd.to_numeric, errors='coerce')
-    bad = values.isna() | (raw == '')
-    whole = values.notna() & (values == values.round())
-    bad |= ~whole if integer_ratings else ~whole & (values.columns != 2)
-    if bad.to_numpy().any():
-        row = int(np.flatnonzero(bad.to_numpy().any(axis=1))[0])
-        col = int(np.flatnonzero(bad.iloc[row].to_numpy())[0])
-        got = sep.join(raw.iloc[row].tolist())
-        what = 'a number' if col == 2 and not integer_ratings else \
-            'an integer'
-        raise DataError(f'{path}, line {row + first}: {NAMES[col]} is not '
-                        f'{what} (line reads {got!r}; expected user item '
-                        f'rating timestamp separated by {sep!r})')
-    df = values.astype(np.int64) if integer_ratings else \
-        values.astype({0: np.int64, 1: np.int64, 2: float, 3: np.int64})
-    df.columns = NAMES
-    low = -np.inf if min_rating is None else min_rating
-    high = np.inf if max_rating is None else max_rating
-    out = (df.rating < low) | (df.rating > high)
-    if out.any():
-        row = int(np.flatnonzero(out.to_numpy())[0])
-        raise DataError(f'{path}, line {row + first}: rating '
-                        f'{df.rating[row]} outside {min_rating}..'
-                        f'{max_rating}')
-    neg = (df.user_id < 1) | (df.item_id < 1)
-    if neg.any():
-        row = int(np.flatnonzero(neg.to_numpy())[0])
-        raise DataError(f'{path}, line {row + first}: user and item ids '
-                        f'must be >= 1')
-    dup = df.duplicated(['user_id', 'item_id', 'timestamp'], keep='first')
-    df.attrs['duplicates'] = int(dup.sum())
-    if dup.any():
-        row = int(np.flatnonzero(dup.to_numpy())[0])
-        warnings.warn(f'{path}: {int(dup.sum())} duplicate (user, item, '
-                      f'timestamp) rows, kept; the first is line '
-                      f'{row + first}', DataWarning, stacklevel=2)
-    return df
-
-
-def load_ratings(path, *, sep='auto', min_rating=None, k_core=0):
-    """Any ``user item rating timestamp`` file, ready for the chapter's path.
-
-    Reads the file (tab, comma or ``::`` separated, e.g. MovieLens 1M's
-    ``ratings.dat``), keeps ratings ``>= min_rating``, applies a ``k``-core
-    filter (users and items with fewer than ``k_core`` interactions are
-    dropped until none is left) and remaps ids to ``1..num_users`` and
-    ``1..num_items`` in the order of the original ids.
-
-    Returns
-    -------
-    df : pandas.DataFrame
-        Remapped ``user_id, item_id, rating, timestamp``, file order.
-    num_users, num_items : int
-    info : dict
-        ``path``, ``sha256`` of the file, ``rows_read``, ``rows_kept``,
-        ``user_ids`` and ``item_ids`` (the original id of each new id - 1).
-    """
-    path = pathlib.Path(path)
-    df = read_ratings(path, sep=sep, min_rating=None, max_rating=None,
-                      integer_ratings=False)
-    rows_read = len(df)
-    if min_rating is not None:
-        df = df[df.rating >= min_rating]
-    while k_core > 1 and len(df):
-        users = df.user_id.map(df.user_id.value_counts())
-        items = df.item_id.map(df.item_id.value_counts())
-        keep = (users >= k_core) & (items >= k_core)
-        if keep.all():
-            break
-        df = df[keep]
-    if not len(df):
-        raise DataError(f'{path}: no rating left after min_rating='
-                        f'{min_rating} and k_core={k_core}')
-    user_codes, user_ids = pd.factorize(df.user_id, sort=True)
-    item_codes, item_ids = pd.factorize(df.item_id, sort=True)
-    out = df.assign(user_id=user_codes + 1, item_id=item_codes + 1)
-    out = out.reset_index(drop=True)
-    info = {'path': str(path),
-            'sha256': hashlib.sha256(path.read_bytes()).hexdigest(),
-            'rows_read': rows_read, 'rows_kept': len(out),
-            'user_ids': np.asarray(user_ids), 'item_ids': np.asarray(item_ids)}
-    return out, len(user_ids), len(item_ids), info
-
-
-def read_ml100k(data_dir=None, *, fetch=True):
+def read_ml100k(data_dir=None):
     """Read ML-100K as ``d2l.read_data_ml100k`` does, offline if need be.
 
     Sources, in order: ``u.data`` in ``data_dir``, in ``$CASER_DATA_DIR``,
@@ -319,9 +175,6 @@ def read_ml100k(data_dir=None, *, fetch=True):
             path = folder / 'u.data'
             break
     else:
-        if not fetch:
-            raise DataError('u.data not found in ' + ', '.join(
-                str(d) for d in _candidate_dirs(data_dir)))
         path = fetch_ml100k(data_dir) / 'u.data'
     _check_checksum(path)
     df = read_ratings(path)
@@ -362,6 +215,9 @@ def read_titles(data_dir=None):
             break
     else:
         path = fetch_ml100k(data_dir) / 'u.item'
+    if not path.is_file():
+        raise DataError(f'{path}: ML-100K\'s titles file not found (it comes '
+                        f'with u.data; run make data)')
     items = pd.read_csv(path, sep='|', header=None, encoding='latin-1',
                         usecols=[0, 1], names=['item_id', 'title'])
     titles = np.full(items.item_id.max(), '', dtype=object)
@@ -383,6 +239,13 @@ def split_seq_aware(df, num_users, num_items):
     a test row; here only the test row itself leaves training, which is the
     same on ML-100K (it has no duplicate rows).
 
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        With columns ``user_id`` and ``timestamp`` (any others follow).
+    num_users, num_items : int
+        Unused; the chapter's signature.
+
     Returns
     -------
     train_df, test_df : pandas.DataFrame
@@ -390,38 +253,55 @@ def split_seq_aware(df, num_users, num_items):
     """
     if len(df) == 0:
         raise DataError('cannot split empty data')
-    rows = df.assign(_row=np.arange(len(df)))
-    latest = rows.sort_values(['user_id', 'timestamp', '_row'],
-                              ascending=[True, False, True], kind='stable')
-    test_rows = latest.drop_duplicates('user_id')['_row'].to_numpy()
-    test_df = df.iloc[test_rows]
-    single = int((latest.user_id.value_counts() == 1).sum())
+    users = df['user_id'].to_numpy()
+    stamps = df['timestamp'].to_numpy()
+    order = stable_order(users, stamps)     # ties keep file order
+    users, stamps = users[order], stamps[order]
+    n = len(order)
+    new_user = np.r_[True, users[1:] != users[:-1]]
+    new_run = new_user | np.r_[True, stamps[1:] != stamps[:-1]]
+    run_start = np.maximum.accumulate(np.where(new_run, np.arange(n), 0))
+    user_end = np.r_[np.flatnonzero(new_user)[1:], n] - 1
+    test_pos = run_start[user_end]          # first row of the latest run
+    single = int((user_end == np.flatnonzero(new_user)).sum())
     if single:
         warnings.warn(f'{single} users have a single interaction: it is '
                       'their test item, and they give no training window',
                       DataWarning, stacklevel=2)
-    keep = np.ones(len(df), dtype=bool)
-    keep[test_rows] = False
-    train_df = df[keep].sort_values(['user_id', 'timestamp'], kind='stable')
-    return train_df, test_df
+    keep = np.ones(n, dtype=bool)
+    keep[test_pos] = False
+    return df.iloc[order[keep]], df.iloc[order[test_pos]]
 
 
-def load_implicit(df, num_users, num_items):
+def load_implicit(df, num_users, num_items, *, as_sets=False):
     """Turn 1-based rows into 0-based implicit feedback.
 
     Like ``d2l.load_data_ml100k(df, ..., feedback='implicit')``.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        1-based user ids in the first column, item ids in the second.
+    num_users, num_items : int
+    as_sets : bool
+        Return the candidates as an :class:`ItemSets` (memory grows with
+        the number of rows; use it beyond ML-100K) instead of a dict.
 
     Returns
     -------
     users, items : numpy.ndarray of int64, shape (n,)
         0-based ids in ``df``'s row order.
-    candidates : dict of int to list of int
-        Each user's items, in row order (the user's interacted items).
+    candidates : dict of int to list of int, or ItemSets
+        Each user's items: in row order (dict), or sorted and distinct
+        (``ItemSets``).
     """
     users = df.iloc[:, 0].to_numpy(np.int64) - 1
     items = df.iloc[:, 1].to_numpy(np.int64) - 1
     _check_ids(users, num_users, 'user')
     _check_ids(items, num_items, 'item')
+    if as_sets:
+        return users, items, ItemSets.from_pairs(
+            users, items, num_users=num_users, num_items=num_items)
     order = np.argsort(users, kind='stable')
     bounds = np.flatnonzero(np.diff(users[order])) + 1
     groups = np.split(items[order], bounds)
@@ -436,41 +316,6 @@ def _check_ids(ids, count, what):
     if bad.any():
         raise DataError(f'unknown {what} id {int(ids[bad][0]) + 1} '
                         f'(1-based): valid {what} ids are 1..{count}')
-
-
-# ---------------------------------------------------------------------------
-# Negative sampling
-# ---------------------------------------------------------------------------
-
-def sample_negatives(users, seen, rng, *, max_rounds=1000):
-    """Draw one item per user that the user has not interacted with.
-
-    Rejection sampling against a boolean user-item mask: uniform draws, and
-    the draws that hit a seen item are drawn again. Each round is vectorised
-    and the expected number of rounds is small unless a user has seen
-    almost every item.
-
-    Parameters
-    ----------
-    users : numpy.ndarray of int, shape (n,)
-    seen : numpy.ndarray of bool, shape (num_users, num_items)
-        ``seen[u, i]`` is True when item ``i`` is one of user ``u``'s
-        training items.
-    rng : numpy.random.Generator
-
-    Returns
-    -------
-    numpy.ndarray of int64, shape (n,)
-    """
-    num_items = seen.shape[1]
-    neg = rng.integers(0, num_items, size=len(users))
-    redo = np.flatnonzero(seen[users, neg])
-    for _ in range(max_rounds):
-        if not len(redo):
-            return neg
-        neg[redo] = rng.integers(0, num_items, size=len(redo))
-        redo = redo[seen[users[redo], neg[redo]]]
-    raise RuntimeError('negative sampling did not converge')
 
 
 # ---------------------------------------------------------------------------
@@ -507,7 +352,7 @@ class SeqDataset(gluon.data.Dataset):
     L : int
         Length of the input sequence.
     num_users, num_items : int
-    candidates : dict of int to list of int
+    candidates : dict of int to list of int, or ItemSets
         Each user's training items; negatives are drawn outside them.
     targets : int
         ``T``, the number of next items each window predicts (the paper's
@@ -525,7 +370,11 @@ class SeqDataset(gluon.data.Dataset):
     seq_tgt : numpy.ndarray of int32, shape (ns, T)
     test_seq : numpy.ndarray of int32, shape (num_users, L)
         Each user's last ``L`` training items (left-padded).
-    seen : numpy.ndarray of bool, shape (num_users, num_items)
+    seen : ItemSets
+        Each user's training items (``candidates`` as an ``ItemSets``);
+        ``seen.contains(users, items)``, ``seen.dense(start, stop)``.
+    cand : dict or ItemSets
+        ``candidates`` as passed.
     num_padded_users : int
         Users whose history is shorter than ``L + 1`` (a ``DataWarning``
         says so when there are any).
@@ -541,28 +390,40 @@ class SeqDataset(gluon.data.Dataset):
             raise DataError(f'user_ids has {len(users)} entries but '
                             f'item_ids has {len(items)}')
         if not len(users):
-            raise DataError('SeqDataset needs at least one interaction')
+            raise DataError('no training window: no training interaction '
+                            '(every user has a single interaction, their '
+                            'test item, or the data is empty)')
         _check_ids(users, num_users, 'user')
         _check_ids(items, num_items, 'item')
         self.L, self.num_users, self.num_items = L, num_users, num_items
         self.pad = num_items
         self.cand = candidates
-        self.seen = seen_mask(candidates, num_users, num_items)
-        full = np.flatnonzero(self.seen.all(axis=1))
+        self.seen = ItemSets.from_lists(candidates, num_users=num_users,
+                                        num_items=num_items)
+        full = np.flatnonzero(self.seen.counts() >= num_items)
         if len(full):
             raise DataError(f'user {int(full[0]) + 1} (1-based) has seen '
                             'every item: no negative can be drawn')
         self._build(users, items)
         self.rng = np.random.default_rng(seed)
 
+    @property
+    def nbytes(self):
+        """Bytes held by the windows, test sequences and ``seen``."""
+        return sum(a.nbytes for a in (self.seq_users, self.seq_items,
+                                      self.seq_tgt, self.test_seq)) + \
+            self.seen.nbytes
+
     def _build(self, users, items):
         """Vectorised windows: pad each history on the left, then index."""
         L, T = self.L, self.T
         W = L + T                       # window: L inputs, then T targets
-        order = np.argsort(users, kind='stable')
-        users, items = users[order], items[order]
-        uniq, starts, counts = np.unique(users, return_index=True,
-                                         return_counts=True)
+        if (np.diff(users) < 0).any():
+            order = np.argsort(users, kind='stable')
+            users, items = users[order], items[order]
+        starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
+        uniq = users[starts]
+        counts = np.diff(np.r_[starts, len(users)])
         too_short = counts < T
         if too_short.any():
             warnings.warn(f'T={T}: {int(too_short.sum())} users have fewer '
@@ -571,7 +432,7 @@ class SeqDataset(gluon.data.Dataset):
         # each user's block in the padded array: P padding ids, then h
         P = W - 1
         pstarts = starts + P * np.arange(len(uniq))
-        padded = np.full(len(items) + P * len(uniq), self.pad, np.int64)
+        padded = np.full(len(items) + P * len(uniq), self.pad, np.int32)
         padded[np.arange(len(items)) + np.repeat(pstarts + P - starts,
                                                  counts)] = items
         block_ends = pstarts + P + counts
@@ -591,12 +452,12 @@ class SeqDataset(gluon.data.Dataset):
         first = np.repeat(np.cumsum(n_win) - n_win, n_win)
         ends = np.repeat(block_ends, n_win) - (np.arange(self.ns) - first)
         self.seq_users = np.repeat(uniq, n_win).astype(np.int32)
-        self.seq_items = padded[ends[:, None] - W + np.arange(L)]
-        self.seq_items = self.seq_items.astype(np.int32)
-        self.seq_tgt = padded[ends[:, None] - T + np.arange(T)]
-        self.seq_tgt = self.seq_tgt.astype(np.int32)
+        # row k of a sliding view of width w is padded[k:k + w]
+        view = np.lib.stride_tricks.sliding_window_view
+        self.seq_items = view(padded, L)[ends - W]
+        self.seq_tgt = view(padded, T)[ends - T]
         self.test_seq = np.full((self.num_users, L), self.pad, np.int32)
-        self.test_seq[uniq] = padded[block_ends[:, None] - L + np.arange(L)]
+        self.test_seq[uniq] = view(padded, L)[block_ends - L]
 
     def __len__(self):
         return self.ns
@@ -615,7 +476,14 @@ class SeqDataset(gluon.data.Dataset):
 
 
 def seen_mask(candidates, num_users, num_items):
-    """Boolean (num_users, num_items) mask of each user's training items."""
+    """Boolean (num_users, num_items) mask of each user's training items.
+
+    The dense reference of :class:`ItemSets` (small data and tests only:
+    it needs ``num_users * num_items`` bytes). ``candidates`` is a dict of
+    lists or an ``ItemSets``.
+    """
+    if isinstance(candidates, ItemSets):
+        return candidates.dense()
     seen = np.zeros((num_users, num_items), dtype=bool)
     if candidates:
         rows = np.concatenate([np.full(len(v), u) for u, v in

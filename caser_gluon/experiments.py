@@ -19,7 +19,7 @@ import warnings
 
 import numpy as onp
 
-from .config import RunConfig
+from .config import RunConfig, from_flat, with_preset
 from .data import DataWarning
 from .evaluate import evaluate_blocks, evaluate_model
 from .prepare import load_data
@@ -32,6 +32,7 @@ __all__ = [
     'CONFIGS',
     'QUICK_CONFIGS',
     'add_flags',
+    'difference',
     'popularity_scorer',
     'run_config',
     'run_grid',
@@ -39,8 +40,8 @@ __all__ = [
     'write_report',
 ]
 
-#: name -> changes to the chapter's recipe (flat config fields), or None
-#: for the most-popular baseline
+#: name -> changes to the chapter's recipe (flat config fields, a
+#: ``preset`` among them), or None for the most-popular baseline
 CONFIGS = {
     'caser (chapter)': {},
     'horizontal only (d_prime=0)': {'d_prime': 0},
@@ -53,6 +54,19 @@ CONFIGS = {
     'T=3 targets': {'targets': 3},
     'hinge loss': {'loss': 'hinge'},
     'BCE, 3 negatives': {'loss': 'bce', 'num_negatives': 3},
+    'sampled softmax, 100 negatives': {'loss': 'sampled',
+                                       'num_negatives': 100},
+    'full softmax (CE)': {'loss': 'ce'},
+    'preset paper': {'preset': 'paper'},
+    'preset best': {'preset': 'best'},
+}
+#: measured elsewhere, on this split with one evaluator (issue 14, the
+#: harness in ../shared/peers): name -> (HR@10, HR@50, NDCG@10, AUC)
+REFERENCE_ROWS = {
+    "caser_pytorch, the authors' defaults (seeds 0-2)":
+        (0.204, 0.499, 0.110, 0.905),
+    'RecBole 1.2.1 Caser, its defaults, L=5, 35 epochs (seeds 0-2)':
+        (0.215, 0.5175, 0.115, 0.910),
 }
 QUICK_CONFIGS = ['caser (chapter)', 'horizontal only (d_prime=0)',
                  'vertical only (d=0)', 'most popular', 'L=3']
@@ -104,58 +118,102 @@ def run_config(name, *, chapter, config, devices):
     return dict(record, name=name, seed=t.seed)
 
 
-def run_grid(names, *, seeds, epochs, devices, progress=True):
+def run_grid(names, *, seeds, epochs=None, devices, progress=True):
     """Every configuration in ``names`` with every seed; a list of records.
 
+    ``epochs`` overrides every configuration's own number of epochs.
     Datasets are built once per (L, T) and seed.
     """
     from tqdm.auto import tqdm
     cache, records = {}, []
     jobs = [(name, seed) for name in names for seed in seeds]
     for name, seed in tqdm(jobs, desc='experiments', disable=not progress):
-        config = RunConfig().replace(**(CONFIGS[name] or {}), seed=seed,
-                                     epochs=epochs)
+        values = {**(CONFIGS[name] or {}), 'seed': seed}
+        if epochs is not None:
+            values['epochs'] = epochs
+        config = from_flat(with_preset(values))
         key = (config.model.L, config.data.targets, seed)
         if key not in cache:
             with warnings.catch_warnings():
                 warnings.simplefilter('ignore', DataWarning)
                 cache[key] = load_data(config.data, L=key[0], seed=seed)
-        records.append(run_config(name, chapter=cache[key], config=config,
-                                  devices=devices))
+        record = run_config(name, chapter=cache[key], config=config,
+                            devices=devices)
+        records.append(dict(record, epochs=config.train.epochs))
     return records
 
 
 def summarise(records):
-    """Mean and standard deviation of each reported metric per config.
+    """Mean, standard deviation and count of each metric per config.
 
     Returns
     -------
-    dict of str to dict of str to (mean, std)
+    dict of str to dict of str to (mean, std, n)
+        ``std`` is the sample standard deviation (0 for one seed); the
+        ``epochs`` key holds the configuration's epochs.
     """
     table = {}
     for record in records:
         table.setdefault(record['name'], []).append(record)
-    return {name: {key: (float(onp.mean([r[key] for r in rows])),
-                         float(onp.std([r[key] for r in rows])))
-                   for key in REPORTED}
+    return {name: {key: _stats([r[key] for r in rows])
+                   for key in REPORTED + ['epochs']}
             for name, rows in table.items()}
 
 
-def write_report(records, folder, *, seeds, epochs):
-    """``RESULTS.md``, ``results.json`` and ``hit_rate.png`` in ``folder``."""
-    summary = summarise(records)
-    recipe = RunConfig().train
-    intro = (f'Written by `make experiments` ({time.strftime("%Y-%m-%d")})'
-             f': ML-100K, sequence-aware split, all items ranked, {epochs} '
-             f'epochs, batch {recipe.batch_size}, Adam lr {recipe.lr}, '
-             f'seeds {", ".join(map(str, seeds))}; mean ± standard '
-             'deviation over the seeds.')
-    lines = ["# Experiments: the chapter's exercises, measured", '', intro,
-             '', ('| configuration | HR@10 | NDCG@10 | HR@50 | AUC | '
-             'train seconds |'), '| --- | --- | --- | --- | --- | --- |']
+def _stats(values):
+    values = onp.asarray(values, dtype=float)
+    std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+    return float(values.mean()), std, len(values)
+
+
+def difference(row, base, key='hit_rate'):
+    """``(mean difference, its standard error, counts)`` of ``key``.
+
+    A difference counts when it exceeds twice its standard error
+    ``sqrt(s1^2 / n1 + s2^2 / n2)``; with one seed there is no error.
+    """
+    (m1, s1, n1), (m2, s2, n2) = row[key], base[key]
+    se = (s1 ** 2 / n1 + s2 ** 2 / n2) ** 0.5
+    return m1 - m2, se, bool(n1 > 1 and n2 > 1 and abs(m1 - m2) > 2 * se)
+
+
+def _table(summary):
+    """The markdown rows of the results and reference rows."""
+    base = summary.get('caser (chapter)')
+    lines = [('| configuration | epochs | HR@10 | NDCG@10 | HR@50 | AUC | '
+             'train seconds | HR@50 - chapter |'),
+             '| --- | --- | --- | --- | --- | --- | --- | --- |']
     for name, row in summary.items():
         cells = [f'{row[k][0]:.3f} ± {row[k][1]:.3f}' for k in REPORTED]
-        lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
+        diff = '-'
+        if base is not None and name != 'caser (chapter)':
+            delta, se, counts = difference(row, base)
+            diff = f'{delta:+.3f} ± {se:.3f}' + (' **yes**' if counts
+                                                  else ' no')
+        lines.append(f'| {name} | {row["epochs"][0]:.0f} | '
+                     + ' | '.join(cells) + f' | {diff} |')
+    for name, (hr10, hr50, ndcg, auc) in REFERENCE_ROWS.items():
+        lines.append(f'| {name} (measured elsewhere) | | {hr10:.3f} | '
+                     f'{ndcg:.3f} | {hr50:.3f} | {auc:.3f} | | |')
+    return lines
+
+
+def write_report(records, folder, *, seeds):
+    """``RESULTS.md``, ``results.json`` and ``hit_rate.png`` in ``folder``."""
+    summary = summarise(records)
+    intro = (f'Written by `make experiments` ({time.strftime("%Y-%m-%d")})'
+             ': ML-100K, the chapter\'s sequence-aware split, all items '
+             'ranked except the training items; each configuration is the '
+             'chapter\'s recipe (Caser(10), L=5, BPR, Adam lr 0.04, batch '
+             '4096) with the changes its name says (presets: see the '
+             'README), seeds ' + ', '.join(map(str, seeds)) + '; mean ± '
+             'sample standard deviation over the seeds. "HR@50 - chapter" '
+             'is the difference of the means ± its standard error; it counts'
+             ' (**yes**) when it exceeds twice its standard error. The last '
+             'rows were measured with the harness of ../shared/peers, on '
+             'the same split and evaluator.')
+    lines = ["# Experiments: the chapter's exercises, measured", '', intro,
+             '', *_table(summary)]
     (folder.dir / 'RESULTS.md').write_text('\n'.join(lines) + '\n')
     (folder.dir / 'results.json').write_text(strict_json(records))
     _plot(summary, folder.dir / 'hit_rate.png')
@@ -184,14 +242,14 @@ def run(args):
     """``caser-gluon experiments``: run the grid, write a report."""
     names = args.only or (QUICK_CONFIGS if args.quick else list(CONFIGS))
     seeds = args.seeds[:1] if args.quick else args.seeds
-    epochs = 1 if args.quick else args.epochs
+    epochs = 1 if args.quick else args.epochs     # None: each its own
     folder = RunFolder(args.out, overwrite=args.overwrite,
                        prefix='experiments', files=REPORT_FILES)
     try:
         records = run_grid(names, seeds=seeds, epochs=epochs,
                            devices=resolve_devices(args.devices),
                            progress=sys.stderr.isatty())
-        path = write_report(records, folder, seeds=seeds, epochs=epochs)
+        path = write_report(records, folder, seeds=seeds)
     finally:
         folder.close()
     print(path.read_text())
@@ -218,8 +276,9 @@ def add_flags(p):
                    help='5 configurations, 1 seed, 1 epoch (for CI)')
     p.add_argument('--seeds', type=_count(0), nargs='+', default=[0, 1, 2],
                    help='seeds of each configuration (default: 0 1 2)')
-    p.add_argument('--epochs', type=_count(1), default=RunConfig().train.epochs,
-                   help='training epochs (default: the chapter\'s)')
+    p.add_argument('--epochs', type=_count(1), default=None,
+                   help="training epochs of every configuration (default: "
+                        "each its own: the chapter's 8, a preset's)")
     p.add_argument('--only', nargs='+', default=None, choices=list(CONFIGS),
                    metavar='NAME', help='run only these configurations')
     p.add_argument('--out', default=None,

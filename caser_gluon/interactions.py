@@ -1,77 +1,271 @@
-"""Each user's set of items, compressed: memory linear in the ratings.
+"""Each user's set of items, compressed, and negative sampling against it.
 
-Placeholder with the agreed API (replaced by the data-scale branch).
+The chapter keeps each user's training items as ``candidates``, a dict of
+lists, and its negative sampler draws items outside that set. On
+MovieLens-100K a dense ``(num_users, num_items)`` mask would do; on
+MovieLens-32M (200,948 users x 87,585 items) it needs 17.6 GB.
+:class:`ItemSets` stores the same sets in compressed sparse rows (CSR), so
+its memory grows with the number of interactions, and still answers
+"has user ``u`` seen item ``i``?" for a whole batch at once
+(:meth:`ItemSets.contains`). It behaves as a read-only dict, so it can
+stand where the chapter passes ``candidates``.
+
+Worked example: users 0 and 2 with items ``{3, 1}`` and ``{0}``::
+
+    sets = ItemSets.from_pairs([0, 0, 2], [3, 1, 0], num_users=3,
+                               num_items=4)
+    sets.indptr   # [0, 2, 2, 3]
+    sets.indices  # [1, 3, 0]
+    dict(sets)    # {0: [1, 3], 2: [0]}
 """
 from collections.abc import Mapping
 
 import numpy as np
 
-__all__ = ['ItemSets']
+from .ratings import DataError
+
+__all__ = ['ItemSets', 'sample_negatives']
 
 
 class ItemSets(Mapping):
-    """Sorted item ids of each user in CSR form (``indptr``, ``indices``)."""
+    """Sorted, distinct item ids of each user, in CSR form.
 
-    def __init__(self, indptr, indices, *, num_items):
+    Parameters
+    ----------
+    indptr : array-like of int, shape (num_users + 1,)
+        Row ``u`` is ``indices[indptr[u]:indptr[u + 1]]``.
+    indices : array-like of int, shape (nnz,)
+        Item ids, strictly increasing within each row.
+    num_users, num_items : int
+
+    Attributes
+    ----------
+    indptr : numpy.ndarray of int64, shape (num_users + 1,)
+    indices : numpy.ndarray of int32 (int64 beyond 2**31 items), (nnz,)
+    num_users, num_items : int
+
+    Notes
+    -----
+    As a ``Mapping`` its keys are the users with at least one item, and
+    ``sets[u]`` is a list of ints, as in the chapter's ``candidates``;
+    ``sets == candidates`` compares the sets as dicts.
+    """
+
+    def __init__(self, indptr, indices, *, num_users, num_items):
+        self.num_users, self.num_items = int(num_users), int(num_items)
         self.indptr = np.asarray(indptr, dtype=np.int64)
-        self.indices = np.asarray(indices, dtype=np.int64)
-        self.num_users, self.num_items = len(self.indptr) - 1, num_items
+        dtype = np.int32 if self.num_items < 2 ** 31 else np.int64
+        self.indices = np.asarray(indices, dtype=dtype)
+        if self.indptr.shape != (self.num_users + 1,) or \
+                self.indptr[0] != 0 or self.indptr[-1] != len(self.indices):
+            raise DataError('indptr must have num_users + 1 entries, from 0 '
+                             'to len(indices)')
+        self._counts = np.diff(self.indptr)
+        self._keys = None
 
     @classmethod
     def from_pairs(cls, users, items, *, num_users, num_items):
-        """From 0-based (user, item) pairs; duplicates collapse."""
-        keys = np.unique(np.asarray(users, np.int64) * num_items
-                         + np.asarray(items, np.int64))
-        rows = keys // num_items
-        indptr = np.zeros(num_users + 1, np.int64)
+        """Sets from ``(user, item)`` pairs; duplicates collapse.
+
+        Parameters
+        ----------
+        users, items : array-like of int, shape (n,)
+            0-based ids, ``0 <= users < num_users``, ``0 <= items <
+            num_items``.
+        num_users, num_items : int
+
+        Returns
+        -------
+        ItemSets
+        """
+        users = np.asarray(users, dtype=np.int64).ravel()
+        items = np.asarray(items, dtype=np.int64).ravel()
+        if users.shape != items.shape:
+            raise DataError(f'{len(users)} users but {len(items)} items')
+        for ids, count, what in ((users, num_users, 'user'),
+                                 (items, num_items, 'item')):
+            if len(ids) and (ids.min() < 0 or ids.max() >= count):
+                bad = ids[(ids < 0) | (ids >= count)][0]
+                raise DataError(f'{what} id {bad} outside 0..{count - 1}')
+        keys = np.unique(users * num_items + items)
+        rows = keys // num_items if num_items else keys
+        indptr = np.zeros(num_users + 1, dtype=np.int64)
         np.cumsum(np.bincount(rows, minlength=num_users), out=indptr[1:])
-        return cls(indptr, keys % num_items, num_items=num_items)
+        sets = cls(indptr, keys - rows * num_items, num_users=num_users,
+                   num_items=num_items)
+        sets._keys = keys
+        return sets
 
     @classmethod
     def from_lists(cls, mapping, *, num_users, num_items):
-        """From a dict ``user -> items`` (d2l's ``candidates``)."""
-        pairs = [(np.full(len(v), u), np.asarray(v, np.int64))
-                 for u, v in mapping.items() if len(v)]
-        if not pairs:
-            return cls(np.zeros(num_users + 1), [], num_items=num_items)
-        users, items = map(np.concatenate, zip(*pairs))
-        return cls.from_pairs(users, items, num_users=num_users,
-                              num_items=num_items)
+        """Sets from a dict ``user -> iterable of items`` (``candidates``)."""
+        if isinstance(mapping, ItemSets):
+            return mapping
+        users, items = [], []
+        for u, row in mapping.items():
+            row = np.fromiter(row, dtype=np.int64)
+            users.append(np.full(len(row), u, dtype=np.int64))
+            items.append(row)
+        if not users:
+            users = items = [np.zeros(0, dtype=np.int64)]
+        return cls.from_pairs(np.concatenate(users), np.concatenate(items),
+                              num_users=num_users, num_items=num_items)
+
+    # -- queries ------------------------------------------------------------
+
+    @property
+    def keys_(self):
+        """int64 keys ``u * num_items + i``, sorted, shape (nnz,)."""
+        if self._keys is None:
+            rows = np.repeat(np.arange(self.num_users, dtype=np.int64),
+                             self._counts)
+            self._keys = rows * self.num_items + self.indices
+        return self._keys
+
+    @property
+    def nnz(self):
+        """Number of (user, item) pairs."""
+        return len(self.indices)
+
+    @property
+    def nbytes(self):
+        """Bytes held by the arrays (the cached keys included)."""
+        keys = 0 if self._keys is None else self._keys.nbytes
+        return (self.indptr.nbytes + self.indices.nbytes
+                + self._counts.nbytes + keys)
 
     def counts(self):
-        """(num_users,) int64: items per user."""
-        return np.diff(self.indptr)
+        """Number of items of each user, int64 of shape (num_users,)."""
+        return self._counts.copy()
 
     def row(self, u):
-        """Sorted item ids of user ``u``."""
+        """Sorted item ids of user ``u``, int array of shape (count,)."""
+        u = int(u)
+        if not 0 <= u < self.num_users:
+            raise IndexError(f'user {u} outside 0..{self.num_users - 1}')
         return self.indices[self.indptr[u]:self.indptr[u + 1]]
 
     def contains(self, users, items):
-        """(n,) bool: whether each ``items[j]`` is in ``users[j]``'s set."""
-        keys = np.repeat(np.arange(self.num_users, dtype=np.int64)
-                         * self.num_items, self.counts()) + self.indices
-        query = (np.asarray(users, np.int64) * self.num_items
-                 + np.asarray(items, np.int64))
-        pos = np.minimum(np.searchsorted(keys, query), max(len(keys) - 1, 0))
-        return (keys[pos] == query) if len(keys) else np.zeros(len(query),
-                                                               bool)
+        """Whether each ``items[k]`` is in the set of ``users[k]``.
+
+        Parameters
+        ----------
+        users, items : array-like of int, shape (n,) (broadcast together)
+
+        Returns
+        -------
+        numpy.ndarray of bool, shape (n,)
+            False for ids outside ``0..num_users-1`` or ``0..num_items-1``
+            (e.g. the padding id ``num_items``).
+        """
+        users, items = np.broadcast_arrays(np.asarray(users, np.int64),
+                                           np.asarray(items, np.int64))
+        valid = (users >= 0) & (users < self.num_users) & \
+            (items >= 0) & (items < self.num_items)
+        query = np.where(valid, users * self.num_items + items, -1)
+        keys = self.keys_
+        if not len(keys):
+            return np.zeros(query.shape, dtype=bool)
+        # sorted queries walk ``keys`` in order: far fewer cache misses
+        flat = query.ravel()
+        order = np.argsort(flat)
+        pos = np.empty(len(flat), dtype=np.int64)
+        pos[order] = np.searchsorted(keys, flat[order])
+        pos = np.minimum(pos, len(keys) - 1).reshape(query.shape)
+        return valid & (keys[pos] == query)
 
     def dense(self, start=0, stop=None):
-        """Bool (stop - start, num_items) block of rows."""
-        stop = self.num_users if stop is None else stop
+        """Rows ``start..stop-1`` as a bool (stop - start, num_items) mask."""
+        stop = self.num_users if stop is None else min(stop, self.num_users)
+        start = max(0, min(start, stop))
         out = np.zeros((stop - start, self.num_items), dtype=bool)
         lo, hi = self.indptr[start], self.indptr[stop]
-        rows = np.repeat(np.arange(stop - start), self.counts()[start:stop])
+        rows = np.repeat(np.arange(stop - start), self._counts[start:stop])
         out[rows, self.indices[lo:hi]] = True
         return out
 
+    # -- the Mapping interface (the chapter's ``candidates``) ---------------
+
     def __getitem__(self, u):
-        if not 0 <= u < self.num_users or not self.counts()[u]:
+        if not isinstance(u, (int, np.integer)) or u not in self:
             raise KeyError(u)
         return self.row(u).tolist()
 
+    def __contains__(self, u):
+        return (isinstance(u, (int, np.integer))
+                and 0 <= u < self.num_users and self._counts[u] > 0)
+
     def __iter__(self):
-        return iter(np.flatnonzero(self.counts()).tolist())
+        return iter(np.flatnonzero(self._counts).tolist())
 
     def __len__(self):
-        return int((self.counts() > 0).sum())
+        return int(np.count_nonzero(self._counts))
+
+    def __repr__(self):
+        return (f'ItemSets(num_users={self.num_users}, num_items='
+                f'{self.num_items}, nnz={self.nnz})')
+
+
+def sample_negatives(users, seen, rng, *, max_rounds=30):
+    """Draw one item per entry of ``users`` that the user has not seen.
+
+    Rejection sampling, vectorised: uniform draws, and the draws that hit
+    a seen item are drawn again, ``max_rounds`` times at most; the few
+    left after that (users who have seen almost every item) are drawn
+    exactly from their unseen items. Given the same ``rng``, an
+    :class:`ItemSets` and the equivalent dense mask give the same draws.
+
+    Parameters
+    ----------
+    users : numpy.ndarray of int, shape (n,)
+    seen : ItemSets or numpy.ndarray of bool, shape (num_users, num_items)
+        Each user's training items (a dense mask: ``seen[u, i]``).
+    rng : numpy.random.Generator
+    max_rounds : int
+
+    Returns
+    -------
+    numpy.ndarray of int64, shape (n,)
+
+    Raises
+    ------
+    DataError
+        If one of ``users`` has seen every item.
+    """
+    users = np.asarray(users, dtype=np.int64)
+    if isinstance(seen, ItemSets):
+        num_items, hit = seen.num_items, seen.contains
+        full = seen._counts[users] >= num_items
+    else:
+        num_items = seen.shape[1]
+
+        def hit(u, i):
+            return seen[u, i]
+        full = np.zeros(len(users), dtype=bool)
+    _raise_if_full(users, full)
+    neg = rng.integers(0, num_items, size=len(users))
+    redo = np.flatnonzero(hit(users, neg))
+    for _ in range(max_rounds):
+        if not len(redo):
+            return neg
+        neg[redo] = rng.integers(0, num_items, size=len(redo))
+        redo = redo[hit(users[redo], neg[redo])]
+    for k in redo:
+        u = int(users[k])
+        row = seen.row(u) if isinstance(seen, ItemSets) else \
+            np.flatnonzero(seen[u])
+        _raise_if_full(users[k:k + 1], [len(row) >= num_items])
+        # the j-th unseen item is j + (number of seen items s with
+        # s - rank(s) <= j), as ``row`` is sorted
+        j = rng.integers(0, num_items - len(row))
+        neg[k] = j + np.searchsorted(row - np.arange(len(row)), j,
+                                     side='right')
+    return neg
+
+
+def _raise_if_full(users, full):
+    """Raise ``DataError`` naming the first user who has seen every item."""
+    full = np.asarray(full, dtype=bool)
+    if full.any():
+        raise DataError(f'user {int(users[full][0]) + 1} (1-based) has seen '
+                        'every item: no negative can be drawn')

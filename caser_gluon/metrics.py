@@ -178,4 +178,4 @@ def block_of(sets, start, stop):
     lo = sets.indptr[start]
     return ItemSets(sets.indptr[start:stop + 1] - lo,
                     sets.indices[lo:sets.indptr[stop]],
-                    num_items=sets.num_items)
+                    num_users=stop - start, num_items=sets.num_items)

@@ -113,7 +113,7 @@ def test_bad_arguments_raise_clear_errors():
         make_dataset([[1, 2, 3]], L=0)
     with pytest.raises(DataError, match='unknown item id'):
         SeqDataset([0], [25], 2, 1, 20, {0: [25]})
-    with pytest.raises(DataError, match='at least one interaction'):
+    with pytest.raises(DataError, match='no training window: no training'):
         SeqDataset([], [], 2, 1, 20, {})
     with pytest.raises(DataError, match='has seen every item'):
         make_dataset([[0, 1, 2]], L=2, num_items=3)
@@ -304,6 +304,6 @@ def test_load_ratings_header_and_float_ratings(tmp_path):
     bad = write(tmp_path, 'userId,movieId,rating,timestamp\n5,x,4.5,10\n',
                 'bad.csv')
     with pytest.raises(DataError, match='line 2: item_id is not an integer'):
-        data_lib.load_ratings(bad)
+        data_lib.load_ratings(bad, ids='int')
     with pytest.raises(DataError, match='no rating left'):
         data_lib.load_ratings(path, min_rating=5)
