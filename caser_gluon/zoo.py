@@ -3,27 +3,33 @@
 The chapter builds ``Caser(10, num_users, num_items, L)`` and initialises
 it with ``Normal(0.01)``. :func:`build_model` does the same from a
 configuration, for Caser and for the session-based models of the third
-exercise (``MODELS``), which share one interface
+exercise (``MODELS``: GRU4Rec, SASRec), which share one interface
 (:class:`~caser_gluon.recommender.SequentialRecommender`).
 """
 import mxnet as mx
 
 from .model import Caser
+from .session_models import GRU4Rec, SASRec
 
 __all__ = ['MODELS', 'build_model']
 
 #: ``--model`` name -> class
-MODELS = {'caser': Caser}
+MODELS = {'caser': Caser, 'gru4rec': GRU4Rec, 'sasrec': SASRec}
 
 
 def _caser_kwargs(config):
     return {'L': config.L, 'd': config.d, 'd_prime': config.d_prime,
-                'drop_ratio': config.drop_ratio, 'use_user': config.use_user,
-                'use_seq': config.use_seq, 'conv': config.conv}
+            'drop_ratio': config.drop_ratio, 'use_user': config.use_user,
+            'use_seq': config.use_seq, 'conv': config.conv}
+
+
+def _session_kwargs(config):
+    return {'L': config.L, 'dropout': config.drop_ratio}
 
 
 #: ``--model`` name -> the constructor's keyword arguments from a config
-KWARGS = {'caser': _caser_kwargs}
+KWARGS = {'caser': _caser_kwargs, 'gru4rec': _session_kwargs,
+          'sasrec': _session_kwargs}
 
 
 def build_model(config, *, num_users, num_items, devices, hybridize=True):
