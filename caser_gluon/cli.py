@@ -34,6 +34,13 @@ class UsageError(ValueError):
     """A flag combination that would silently do something else."""
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (no usage dump)."""
+
+    def error(self, message):
+        self.exit(2, f'{self.prog}: error: {message}\n')
+
+
 # ---------------------------------------------------------------------------
 # The configuration of a run
 # ---------------------------------------------------------------------------
@@ -153,9 +160,10 @@ def _data_parser(sub):
 
 def build_parser():
     """``caser-gluon`` and its subcommands."""
-    p = argparse.ArgumentParser(prog='caser-gluon', description=__doc__.split(
-        '\n')[0])
-    sub = p.add_subparsers(dest='command', required=True)
+    p = OneLineParser(prog='caser-gluon',
+                      description=__doc__.split('\n')[0])
+    sub = p.add_subparsers(dest='command', required=True,
+                           parser_class=OneLineParser)
     _train_parser(sub)
     _dist_parser(sub)
     add_experiments_flags(sub.add_parser(

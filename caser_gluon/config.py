@@ -209,7 +209,7 @@ def _checked(f, value, source):
         value = float(value)
     if not isinstance(value, kind) or (kind is not bool
                                        and isinstance(value, bool)):
-        raise ConfigError(f'{source}: {name} must be a {kind.__name__}, got '
+        raise ConfigError(f'{source}: {name} must be of type {kind.__name__}, got '
                          f'{value!r}')
     if meta['choices'] and value not in meta['choices']:
         raise ConfigError(f'{source}: {name} must be one of '
@@ -255,7 +255,7 @@ def _parse_as(f):
             return _checked(f, value, 'flag')
         except ValueError as err:
             raise argparse.ArgumentTypeError(
-                str(err).split(': ', 2)[-1]) from None
+                str(err).split(f'{_flag(f.name)} ', 1)[-1]) from None
     parse.__name__ = kind.__name__
     return parse
 

@@ -59,6 +59,8 @@ __all__ = [
 DIST_KVSTORES = ('dist_sync', 'dist_async')
 DMLC_VARS = ('DMLC_ROLE', 'DMLC_PS_ROOT_URI', 'DMLC_PS_ROOT_PORT',
              'DMLC_NUM_SERVER', 'DMLC_NUM_WORKER')
+#: seconds workers may outlive a scheduler or server that exited with 0
+SERVER_GRACE = 60.0
 # A scheduler or server: importing mxnet with DMLC_ROLE set runs its loop.
 SERVER_PROGRAM = 'import mxnet'
 
@@ -295,11 +297,13 @@ def _roles(argv, *, workers, servers, threads, python, env):
 def _wait(procs, *, deadline, timeout):
     """Wait for the workers; 0, or the code that ends the run.
 
-    A worker that fails, a scheduler or server that exits while workers
-    still run (the workers would wait for it forever), or the timeout end
-    the run with a message naming the process.
+    A worker that fails, a scheduler or server that fails while workers
+    still run (the workers would wait for it forever) or left cleanly
+    ``SERVER_GRACE`` seconds before them, or the timeout end the run with
+    a message naming the process.
     """
     workers = [p for role, p in procs if role == 'worker']
+    quiet_since = None      # when a scheduler or server left with code 0
     while True:
         codes = [p.poll() for p in workers]
         failed = [c for c in codes if c not in (None, 0)]
@@ -309,10 +313,21 @@ def _wait(procs, *, deadline, timeout):
         if all(c == 0 for c in codes):
             return 0
         for role, p in procs:
-            if role != 'worker' and p.poll() is not None:
+            code = p.poll() if role != 'worker' else None
+            if code:
                 return _fail(f'the {role} (pid {p.pid}) exited with code '
-                             f'{p.returncode} while workers were running;'
-                             ' stopping every process', 1)
+                             f'{code} while workers were running; stopping '
+                             'every process', 1)
+            if code == 0 and quiet_since is None:
+                quiet_since = time.monotonic()
+        # ps-lite's scheduler and servers leave with 0 once every worker
+        # has finalised, a little before the workers exit; workers still
+        # running long after that would wait forever
+        if quiet_since is not None and time.monotonic() - quiet_since > \
+                SERVER_GRACE:
+            return _fail(f'the scheduler or a server left {SERVER_GRACE} s '
+                         'ago and workers still run; stopping every process',
+                         1)
         if deadline is not None and time.monotonic() > deadline:
             return _fail(f'timeout after {timeout} s; stopping every '
                          'process', 124)
