@@ -223,8 +223,9 @@ def _histories(rng, ring, counts):
         lengths = need[todo] * (3 + attempt) // 2 + 4
         owner = np.concatenate([owner, np.repeat(todo, lengths)])
         item = np.concatenate([item, ring.walks(rng, lengths)])
-        order = np.argsort(owner, kind='stable')
-        owner, item = owner[order], item[order]
+        if attempt:
+            order = np.argsort(owner, kind='stable')
+            owner, item = owner[order], item[order]
         owner, item = _keep_first(owner, item, counts, ring.items)
         need = counts - np.bincount(owner, minlength=n_users)
     for user in np.flatnonzero(need > 0):          # rare: near-full users
@@ -240,8 +241,8 @@ def _keep_first(owner, item, counts, items):
     """First occurrences of each pair, at most ``counts[owner]`` per user."""
     keep = _first_unique(owner, item, items)
     owner, item = owner[keep], item[keep]
-    starts = np.searchsorted(owner, owner)
-    rank = np.arange(owner.size) - starts
+    per_user = np.bincount(owner, minlength=counts.size)
+    rank = np.arange(owner.size) - (np.cumsum(per_user) - per_user)[owner]
     keep = rank < counts[owner]
     return owner[keep], item[keep]
 
@@ -332,24 +333,55 @@ def default_path(params, *, seed=0):
             / f"{params['name']}-seed{seed}.{params['ext']}")
 
 
+def _digits(values, width):
+    """Decimal digits of non-negative ints, right-aligned.
+
+    Returns
+    -------
+    text : numpy.ndarray of uint8, shape (n, width)
+        ASCII digits.
+    used : numpy.ndarray of bool, shape (n, width)
+        False on the leading zeros (a 0 keeps its last digit).
+    """
+    power = 10 ** np.arange(width - 1, -1, -1, dtype=np.int64)
+    values = np.asarray(values, dtype=np.int64)[:, None]
+    text = (values // power % 10 + 48).astype(np.uint8)
+    used = (values >= power) | (power == 1)
+    return text, used
+
+
+def _lines(columns, lo, hi, *, sep, half_stars):
+    """Rows ``lo:hi`` as text, vectorised: bytes."""
+    pieces = []
+    for key in ('user', 'item', 'rating', 'timestamp'):
+        value = columns[key][lo:hi]
+        if key == 'rating':     # '4' or, in half stars, '4.0' and '3.5'
+            twice = np.round(value * 2).astype(np.int64)
+            text, used = _digits(twice // 2, 1)
+            if half_stars:
+                tail = np.where(twice % 2 == 1, ord('5'), ord('0'))
+                text = np.column_stack([text, np.full(text.shape, ord('.')),
+                                        tail]).astype(np.uint8)
+                used = np.ones(text.shape, dtype=bool)
+        else:
+            text, used = _digits(value, len(str(int(value.max()))))
+        end = '\n' if key == 'timestamp' else sep
+        mark = np.frombuffer(end.encode(), dtype=np.uint8)
+        pieces += [(text, used), (np.tile(mark, (hi - lo, 1)),
+                                  np.ones((hi - lo, mark.size), dtype=bool))]
+    text = np.hstack([t for t, _ in pieces])
+    used = np.hstack([u for _, u in pieces])
+    return text[used].tobytes()
+
+
 def _write(path, columns, *, sep, header, half_stars, chunk=1_000_000):
     """Write the columns as text, ``chunk`` rows at a time."""
-    import pandas as pd
-    names = ['user', 'item', 'rating', 'timestamp']
-    with open(path, 'w', encoding='ascii', newline='\n') as f:
+    with open(path, 'wb') as f:
         if header:
-            f.write(HEADER.replace(',', sep) + '\n')
+            f.write((HEADER.replace(',', sep) + '\n').encode())
         for lo in range(0, columns['user'].size, chunk):
-            part = {k: columns[k][lo:lo + chunk] for k in names}
-            if half_stars:          # 4.0 and 3.5, as ML-20M writes them
-                part['rating'] = pd.Categorical.from_codes(
-                    np.round(part['rating'] * 2).astype(np.int8) - 1,
-                    [f'{h / 2:.1f}' for h in range(1, 11)])
-            else:
-                part['rating'] = part['rating'].astype(np.int8)
-            text = pd.DataFrame(part).to_csv(sep='\t', header=False,
-                                             index=False)
-            f.write(text if sep == '\t' else text.replace('\t', sep))
+            hi = min(lo + chunk, columns['user'].size)
+            f.write(_lines(columns, lo, hi, sep=sep, half_stars=half_stars))
 
 
 def generate(shape_or_counts, *, seed=0, path=None, sep=None, header=None,
