@@ -385,7 +385,7 @@ def _write(path, columns, *, sep, header, half_stars, chunk=1_000_000):
 
 
 def generate(shape_or_counts, *, seed=0, path=None, sep=None, header=None,
-             quiet=True):
+             half_stars=None, quiet=True):
     """Write (or reuse) a synthetic ratings file of a MovieLens shape.
 
     Parameters
@@ -399,7 +399,7 @@ def generate(shape_or_counts, *, seed=0, path=None, sep=None, header=None,
         Default :func:`default_path`. A JSON sidecar ``<path>.json``
         records the parameters; a file whose sidecar matches is reused.
     sep : {'::', ',', '\t'}, optional
-    header : bool, optional
+    header, half_stars : bool, optional
         The shape's format unless given (ML-1M/10M: ``::``, no header;
         ML-20M/32M: ``userId,movieId,rating,timestamp``, half stars).
     quiet : bool
@@ -410,7 +410,8 @@ def generate(shape_or_counts, *, seed=0, path=None, sep=None, header=None,
     pathlib.Path
         The ratings file.
     """
-    params = resolve_shape(shape_or_counts, sep=sep, header=header)
+    params = resolve_shape(shape_or_counts, sep=sep, header=header,
+                           half_stars=half_stars)
     path = pathlib.Path(path or default_path(params, seed=seed))
     record = dict(params, seed=seed, version=VERSION)
     sidecar = path.with_name(path.name + '.json')
