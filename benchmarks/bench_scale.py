@@ -141,7 +141,11 @@ def run_shape(shape, *, seed=0, epochs=1, timeout=3600, overwrite=False,
     cmd = [sys.executable, '-m', 'caser_gluon.train', '--ratings', str(path),
            '--epochs', str(epochs), '--seed', str(seed), '--quiet', '--out',
            str(run), *(['--overwrite'] if overwrite else []), *train_args]
-    row['command'] = shlex.join(['python'] + cmd[1:])
+    shown = ['python', *cmd[1:]]
+    shown[shown.index('--ratings') + 1] = str(path).replace(
+        str(pathlib.Path.home()), '~')
+    shown[shown.index('--out') + 1] = 'RUN'
+    row['command'] = ' '.join(shown)
     spec = {'cmd': cmd, 'timeout': timeout, 'env': _child_env(),
             'stdout': str(tmp / 'stdout'), 'stderr': str(tmp / 'stderr')}
     try:
