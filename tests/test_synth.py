@@ -176,3 +176,32 @@ def test_impossible_counts_are_one_line_errors(synth, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and 'cannot draw 3 ratings' in err
+
+
+def test_bench_scale_report():
+    """Exponents fitted on exact powers; '-' and the error of a failure."""
+    spec = importlib.util.spec_from_file_location(
+        'bench_scale', ROOT / 'benchmarks' / 'bench_scale.py')
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = [{'shape': name, 'users': 10, 'items': 10, 'ratings': n,
+             'exit': 0, 'epoch_seconds': 2e-6 * n ** 1.5,
+             'peak_rss_gb': 0.1 + 0 * n, 'wall_seconds': 5.0,
+             'date': 'today', 'load_before': 1.0, 'load_after': 1.0,
+             'command': 'python -m caser_gluon.train'}
+            for name, n in [('ml-a', 1e4), ('ml-b', 1e5), ('ml-c', 1e6),
+                            ('other', 1e7)]]   # 'other' is not fitted
+    rows[-1]['epoch_seconds'] = 1.0
+    rows.append(dict(rows[0], shape='ml-d', ratings=1e8, exit=1,
+                     error='MemoryError: out of memory'))
+    slopes = bench.fit_exponents(rows)
+    assert slopes['epoch_seconds'][0] == pytest.approx(1.5)
+    assert slopes['epoch_seconds'][1] == ['ml-a', 'ml-b', 'ml-c']
+    assert slopes['peak_rss_gb'][0] == pytest.approx(0.0, abs=1e-9)
+    assert 'load_seconds' not in slopes
+    text = bench.to_markdown(rows, {'cpu': 'x', 'nproc': 2, 'memory_gb': 1,
+                                    'mxnet': '1.9.1'}, command='bench')
+    first = text.splitlines()[2].split(' | ')
+    assert first[4:6] == ['-', '-']             # load, windows: absent
+    assert 'exit 1: MemoryError: out of memory |' in text
+    assert 'epoch time grows as ratings^1.50 (ml-a, ml-b, ml-c)' in text
