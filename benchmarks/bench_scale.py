@@ -30,6 +30,7 @@ import os
 import pathlib
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -50,14 +51,23 @@ PHASES = [('load_seconds', 'load'), ('windows_seconds', 'windows'),
           ('epoch_seconds', 'epoch'), ('eval_seconds', 'evaluation'),
           ('wall_seconds', 'whole run'), ('peak_rss_gb', 'peak RSS')]
 
-# Runs a command, then prints its wall time and the peak RSS of its tree.
+# Runs a command under a memory cap (address space, so that numpy raises
+# MemoryError instead of the machine running out), then prints its wall
+# time and the peak RSS of its tree.
 HELPER = '''
 import json, resource, subprocess, sys, time
 spec = json.loads(sys.argv[1])
+
+
+def cap():
+    if spec['max_bytes']:
+        resource.setrlimit(resource.RLIMIT_AS, (spec['max_bytes'],) * 2)
+
+
 start = time.perf_counter()
 with open(spec['stdout'], 'w') as out, open(spec['stderr'], 'w') as err:
     child = subprocess.Popen(spec['cmd'], stdout=out, stderr=err,
-                             env=spec['env'])
+                             env=spec['env'], preexec_fn=cap)
     try:
         code = child.wait(timeout=spec['timeout'])
     except subprocess.TimeoutExpired:
@@ -103,8 +113,8 @@ def _read_run(run):
     return {k: v for k, v in row.items() if v is not None}
 
 
-def run_shape(shape, *, seed=0, epochs=1, timeout=3600, overwrite=False,
-              train_args=()):
+def run_shape(shape, *, seed=0, epochs=1, timeout=3600, max_memory_gb=None,
+              overwrite=False, train_args=()):
     """Generate (or reuse) one shape's file and train on it once.
 
     Parameters
@@ -114,6 +124,9 @@ def run_shape(shape, *, seed=0, epochs=1, timeout=3600, overwrite=False,
     seed, epochs : int
     timeout : float
         Seconds before the training process is killed.
+    max_memory_gb : float, optional
+        Cap on the process's address space (``RLIMIT_AS``): beyond it,
+        allocations fail with ``MemoryError``. None or 0: no cap.
     overwrite : bool
         The package has ``--overwrite``: the run goes to
         ``runs/scale/<shape>``; else to a fresh temporary folder.
@@ -135,7 +148,8 @@ def run_shape(shape, *, seed=0, epochs=1, timeout=3600, overwrite=False,
            'file_mb': round(path.stat().st_size / 1e6, 1),
            'generate_seconds': round(time.perf_counter() - start, 1),
            'date': time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
-           'load_before': os.getloadavg()[0]}
+           'load_before': os.getloadavg()[0],
+           'max_memory_gb': max_memory_gb or None}
     tmp = pathlib.Path(tempfile.mkdtemp(prefix=f'caser-scale-{shape}-'))
     run = ROOT / 'runs' / 'scale' / shape if overwrite else tmp / 'run'
     cmd = [sys.executable, '-m', 'caser_gluon.train', '--ratings', str(path),
@@ -147,6 +161,7 @@ def run_shape(shape, *, seed=0, epochs=1, timeout=3600, overwrite=False,
     shown[shown.index('--out') + 1] = 'RUN'
     row['command'] = ' '.join(shown)
     spec = {'cmd': cmd, 'timeout': timeout, 'env': _child_env(),
+            'max_bytes': int((max_memory_gb or 0) * 1e9),
             'stdout': str(tmp / 'stdout'), 'stderr': str(tmp / 'stderr')}
     try:
         done = subprocess.run([sys.executable, '-c', HELPER, json.dumps(spec)],
@@ -155,11 +170,18 @@ def run_shape(shape, *, seed=0, epochs=1, timeout=3600, overwrite=False,
         row.update(_read_run(run))
         lines = (tmp / 'stderr').read_text().strip().splitlines()
         if row['exit'] != 0:
-            row['error'] = lines[-1] if lines else ''
+            row['error'] = lines[-1].strip() if lines else ''
+        if isinstance(row['exit'], int) and row['exit'] < 0:
+            row['error'] = (f'killed by {signal.Signals(-row["exit"]).name}'
+                            f'; last stderr line: {row["error"]}')
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     row['load_after'] = os.getloadavg()[0]
     return row
+
+
+def _total_memory_gb():
+    return os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') / 1e9
 
 
 def machine():
@@ -175,8 +197,7 @@ def machine():
         pass
     if hasattr(os, 'sched_getaffinity'):
         info['nproc'] = len(os.sched_getaffinity(0))
-    pages = os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
-    info['memory_gb'] = round(pages / 1e9, 1)
+    info['memory_gb'] = round(_total_memory_gb(), 1)
     try:
         from importlib.metadata import version
         info['mxnet'] = version('mxnet')
@@ -268,13 +289,15 @@ def plot(rows, path):
         ax.plot([r['ratings'] for r in other], [r[key] for r in other],
                 marker='s', linestyle='none', fillstyle='none',
                 color=drawn[0].get_color())
-    axes[0].set(xscale='log', yscale='log', xlabel='ratings',
-                ylabel='seconds', title='time per phase (1 epoch)')
-    axes[1].set(xscale='log', yscale='log', xlabel='ratings',
-                ylabel='GB', title='peak resident memory')
+    axes[0].set(xlabel='ratings', ylabel='seconds',
+                title='time per phase (1 epoch)')
+    axes[1].set(xlabel='ratings', ylabel='GB',
+                title='peak resident memory')
     for ax in axes:
-        ax.grid(True, which='both', alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.has_data():
+            ax.set(xscale='log', yscale='log')
+            ax.grid(True, which='both', alpha=0.3)
+            ax.legend(fontsize=8)
     fig.text(0.01, 0.01, 'circles: MovieLens shapes (fitted); squares: '
              'other shapes (sparse-30k)', fontsize=7)
     fig.tight_layout(rect=(0, 0.03, 1, 1))
@@ -318,6 +341,10 @@ def main(argv=None):
     p.add_argument('--epochs', type=int, default=1, help='epochs per shape')
     p.add_argument('--timeout', type=float, default=3600,
                    help='seconds before a shape\'s training is killed')
+    p.add_argument('--max-memory-gb', type=float,
+                   default=round(_total_memory_gb() * 0.6, 1),
+                   help='address-space cap of each training run (60%% of '
+                        'this machine\'s memory); 0: none')
     p.add_argument('--out-dir', default=str(HERE),
                    help='where scale.json, SCALE.md and scale.png go')
     p.add_argument('--report-only', action='store_true',
@@ -342,6 +369,7 @@ def main(argv=None):
     for shape in args.shapes:
         row = run_shape(shape, seed=args.seed, epochs=args.epochs,
                         timeout=args.timeout, overwrite=overwrite,
+                        max_memory_gb=args.max_memory_gb,
                         train_args=args.train_args)
         results['rows'] = [r for r in results['rows']
                            if r['shape'] != shape] + [row]
