@@ -279,27 +279,33 @@ def plot(rows, path):
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for key, label in PHASES:
         ax = axes[1] if key == 'peak_rss_gb' else axes[0]
-        use = [r for r in rows if r.get('exit') == 0 and r.get(key)]
-        line = [r for r in use if r['shape'].startswith('ml-')]
+        use = [r for r in rows if r.get(key)]
+        if not use:
+            continue
+        fitted = [r for r in use if r['shape'].startswith('ml-')
+                  and r.get('exit') == 0]
         if key in slopes:
             label = f'{label} (slope {slopes[key][0]:.2f})'
-        drawn = ax.plot([r['ratings'] for r in line],
-                        [r[key] for r in line], marker='o', label=label)
-        other = [r for r in use if not r['shape'].startswith('ml-')]
-        ax.plot([r['ratings'] for r in other], [r[key] for r in other],
-                marker='s', linestyle='none', fillstyle='none',
-                color=drawn[0].get_color())
+        drawn = ax.plot([r['ratings'] for r in fitted],
+                        [r[key] for r in fitted], marker='o', label=label)
+        for marker, group in [
+                ('s', [r for r in use if r not in fitted
+                       and r.get('exit') == 0]),
+                ('x', [r for r in use if r.get('exit') != 0])]:
+            ax.plot([r['ratings'] for r in group], [r[key] for r in group],
+                    marker=marker, linestyle='none', fillstyle='none',
+                    color=drawn[0].get_color())
     axes[0].set(xlabel='ratings', ylabel='seconds',
                 title='time per phase (1 epoch)')
     axes[1].set(xlabel='ratings', ylabel='GB',
                 title='peak resident memory')
     for ax in axes:
-        if ax.has_data():
+        if any(len(line.get_xdata()) for line in ax.get_lines()):
             ax.set(xscale='log', yscale='log')
             ax.grid(True, which='both', alpha=0.3)
             ax.legend(fontsize=8)
     fig.text(0.01, 0.01, 'circles: MovieLens shapes (fitted); squares: '
-             'other shapes (sparse-30k)', fontsize=7)
+             'other shapes (sparse-30k); x: failed runs', fontsize=7)
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     fig.savefig(path, dpi=100)
     plt.close(fig)
