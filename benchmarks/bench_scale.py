@@ -231,6 +231,14 @@ def _cell(value, fmt):
     return '-' if value is None else format(value, fmt)
 
 
+def _template(rows):
+    """The training command of the rows, with FILE for the ratings."""
+    words = rows[0]['command'].split() if rows else ['-']
+    if '--ratings' in words:
+        words[words.index('--ratings') + 1] = 'FILE'
+    return ' '.join(words)
+
+
 def to_markdown(rows, info, *, command):
     """The table, growth exponents and machine: markdown text."""
     lines = [('| shape | users | items | ratings | load s | windows s | '
@@ -264,9 +272,10 @@ def to_markdown(rows, info, *, command):
               f"Measured {dates[0]}" + (f' to {dates[-1]}' if len(dates) > 1
                                          else '') +
               f'; load average (1 min) before -> after each run: {loads}.',
-              '', f'Command: `{command}`; each shape runs',
-              f"`{rows[0]['command']}` (file and folder per shape)."
-              if rows else '']
+              '', (f'Command: `{command}`; each shape runs '
+                   f'`{_template(rows)}` where FILE is `~/.cache/caser-gluon/'
+                   'synthetic/<shape>-seed<seed>.<ext>` and RUN a run '
+                   'folder.')]
     return '\n'.join(lines) + '\n'
 
 
