@@ -171,7 +171,9 @@ def run_shape(shape, *, seed=0, epochs=1, timeout=3600, max_memory_gb=None,
         lines = (tmp / 'stderr').read_text().strip().splitlines()
         if row['exit'] != 0:
             row['error'] = lines[-1].strip() if lines else ''
-        if isinstance(row['exit'], int) and row['exit'] < 0:
+        if row['exit'] == 'timeout':
+            row['error'] = f'stopped after --timeout {timeout:g} s'
+        elif row['exit'] < 0:
             row['error'] = (f'killed by {signal.Signals(-row["exit"]).name}'
                             f'; last stderr line: {row["error"]}')
     finally:
@@ -231,6 +233,15 @@ def _cell(value, fmt):
     return '-' if value is None else format(value, fmt)
 
 
+def _status(row):
+    """'ok', or how the run failed."""
+    if row.get('exit') == 0:
+        return 'ok'
+    if row.get('exit') == 'timeout':
+        return row.get('error', 'timeout')
+    return f"exit {row.get('exit')}: {row.get('error', '')}"
+
+
 def _template(rows):
     """The training command of the rows, with FILE for the ratings."""
     words = rows[0]['command'].split() if rows else ['-']
@@ -246,8 +257,7 @@ def to_markdown(rows, info, *, command):
               'whole run s | status |'),
              '| --- | ' + '---: | ' * 10 + '--- |']
     for r in rows:
-        status = 'ok' if r.get('exit') == 0 else \
-            f"exit {r.get('exit')}: {r.get('error', '')}".replace('|', '/')
+        status = _status(r).replace('|', '/')
         cells = [r['shape'], f"{r['users']:,}", f"{r['items']:,}",
                  f"{r['ratings']:,}", _cell(r.get('load_seconds'), '.1f'),
                  _cell(r.get('windows_seconds'), '.1f'),
@@ -286,7 +296,7 @@ def plot(rows, path):
     import matplotlib.pyplot as plt
     slopes = fit_exponents(rows)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for key, label in PHASES:
+    for index, (key, label) in enumerate(PHASES):
         ax = axes[1] if key == 'peak_rss_gb' else axes[0]
         use = [r for r in rows if r.get(key)]
         if not use:
@@ -296,7 +306,8 @@ def plot(rows, path):
         if key in slopes:
             label = f'{label} (slope {slopes[key][0]:.2f})'
         drawn = ax.plot([r['ratings'] for r in fitted],
-                        [r[key] for r in fitted], marker='o', label=label)
+                        [r[key] for r in fitted], marker='o', label=label,
+                        color=f'C{index}')
         for marker, group in [
                 ('s', [r for r in use if r not in fitted
                        and r.get('exit') == 0]),
@@ -391,9 +402,7 @@ def main(argv=None):
         out_dir.mkdir(parents=True, exist_ok=True)
         raw.write_text(json.dumps(results, indent=2) + '\n')
         _write_report(results, out_dir)
-        status = 'ok' if row['exit'] == 0 else \
-            f"exit {row['exit']}: {row.get('error', '')}"
-        print(f"{shape}: {status}, whole run {row['wall_seconds']:.1f} s, "
+        print(f"{shape}: {_status(row)}, whole run {row['wall_seconds']:.1f} s, "
               f"peak RSS {row['peak_rss_gb']:.2f} GB", flush=True)
     print(f'wrote {raw}, {out_dir / "SCALE.md"}, {out_dir / "scale.png"}')
 
