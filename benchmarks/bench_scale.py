@@ -55,7 +55,7 @@ PHASES = [('load_seconds', 'load'), ('windows_seconds', 'windows'),
 # MemoryError instead of the machine running out), then prints its wall
 # time and the peak RSS of its tree.
 HELPER = '''
-import json, resource, subprocess, sys, time
+import json, os, resource, signal, subprocess, sys, time
 spec = json.loads(sys.argv[1])
 
 
@@ -67,11 +67,12 @@ def cap():
 start = time.perf_counter()
 with open(spec['stdout'], 'w') as out, open(spec['stderr'], 'w') as err:
     child = subprocess.Popen(spec['cmd'], stdout=out, stderr=err,
-                             env=spec['env'], preexec_fn=cap)
+                             env=spec['env'], preexec_fn=cap,
+                             start_new_session=True)
     try:
         code = child.wait(timeout=spec['timeout'])
-    except subprocess.TimeoutExpired:
-        child.kill()
+    except subprocess.TimeoutExpired:      # the run and anything it started
+        os.killpg(child.pid, signal.SIGKILL)
         child.wait()
         code = 'timeout'
 wall = time.perf_counter() - start
