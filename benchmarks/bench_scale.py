@@ -153,6 +153,7 @@ def run_shape(shape, *, seed=0, epochs=1, timeout=3600, max_memory_gb=None,
            'max_memory_gb': max_memory_gb or None}
     tmp = pathlib.Path(tempfile.mkdtemp(prefix=f'caser-scale-{shape}-'))
     run = ROOT / 'runs' / 'scale' / shape if overwrite else tmp / 'run'
+    shutil.rmtree(run, ignore_errors=True)      # no stale metrics
     cmd = [sys.executable, '-m', 'caser_gluon.train', '--ratings', str(path),
            '--epochs', str(epochs), '--seed', str(seed), '--quiet', '--out',
            str(run), *(['--overwrite'] if overwrite else []), *train_args]
@@ -180,6 +181,25 @@ def run_shape(shape, *, seed=0, epochs=1, timeout=3600, max_memory_gb=None,
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     row['load_after'] = os.getloadavg()[0]
+    return row
+
+
+def _median_row(runs):
+    """One row from repeated runs of a shape: the median of each time.
+
+    The first failed run if any; otherwise the first run's row with each
+    measured key replaced by its median, and ``repeats``: every run's.
+    """
+    failed = [r for r in runs if r.get('exit') != 0]
+    if failed or len(runs) == 1:
+        return (failed or runs)[0]
+    row = dict(runs[0], load_after=runs[-1]['load_after'])
+    keys = [k for k, _ in PHASES] + ['examples_per_sec']
+    for key in keys:
+        values = [r[key] for r in runs if r.get(key) is not None]
+        if len(values) == len(runs):
+            row[key] = float(np.median(values))
+    row['repeats'] = [{k: r.get(k) for k in keys} for r in runs]
     return row
 
 
@@ -366,6 +386,8 @@ def main(argv=None):
     p.add_argument('--seed', type=int, default=0,
                    help='seed of the data and of training')
     p.add_argument('--epochs', type=int, default=1, help='epochs per shape')
+    p.add_argument('--repeat', type=int, default=1,
+                   help='runs per shape; the table shows the medians')
     p.add_argument('--timeout', type=float, default=3600,
                    help='seconds before a shape\'s training is killed')
     p.add_argument('--max-memory-gb', type=float,
@@ -394,10 +416,14 @@ def main(argv=None):
         ['python', 'benchmarks/bench_scale.py'] + list(
             argv if argv is not None else sys.argv[1:]))
     for shape in args.shapes:
-        row = run_shape(shape, seed=args.seed, epochs=args.epochs,
-                        timeout=args.timeout, overwrite=overwrite,
-                        max_memory_gb=args.max_memory_gb,
-                        train_args=args.train_args)
+        runs = []
+        while len(runs) < args.repeat and all(r['exit'] == 0 for r in runs):
+            runs.append(run_shape(
+                shape, seed=args.seed, epochs=args.epochs,
+                timeout=args.timeout, overwrite=overwrite,
+                max_memory_gb=args.max_memory_gb,
+                train_args=args.train_args))
+        row = _median_row(runs)
         results['rows'] = [r for r in results['rows']
                            if r['shape'] != shape] + [row]
         out_dir.mkdir(parents=True, exist_ok=True)

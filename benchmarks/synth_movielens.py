@@ -30,7 +30,6 @@ import itertools
 import json
 import os
 import pathlib
-import sys
 import time
 
 import numpy as np
@@ -66,25 +65,23 @@ EXTENSIONS = {'\t': 'tsv', ',': 'csv', '::': 'dat'}
 
 
 def resolve_shape(shape_or_counts, *, sep=None, header=None,
-                  half_stars=None, min_per_user=None):
+                  half_stars=None):
     """The full parameters of a shape name or of ``(users, items, ratings)``.
 
     Parameters
     ----------
-    shape_or_counts : str or tuple of 3 int or dict
-        A key of :data:`SHAPES`, or the counts (then ``'::'`` without a
-        header by default, as ML-1M), or a dict with the counts' keys.
+    shape_or_counts : str or tuple of 3 int
+        A key of :data:`SHAPES`, or ``(users, items, ratings)`` (then
+        ``'::'`` without a header by default, as ML-1M).
     sep : {'::', ',', '\\t'}, optional
     header, half_stars : bool, optional
         Override the shape's format.
-    min_per_user : int, optional
-        Fewest ratings of a user (default 20, less when the mean is small).
 
     Returns
     -------
     dict
         ``name, users, items, ratings, sep, header, half_stars, ext,
-        min_per_user, max_per_user``.
+        min_per_user`` (20, or half the mean if less), ``max_per_user``.
     """
     if isinstance(shape_or_counts, str):
         if shape_or_counts not in SHAPES:
@@ -92,9 +89,8 @@ def resolve_shape(shape_or_counts, *, sep=None, header=None,
                              f'{", ".join(SHAPES)}')
         params = dict(SHAPES[shape_or_counts], name=shape_or_counts)
     else:
-        counts = dict(shape_or_counts) if isinstance(shape_or_counts, dict) \
-            else dict(zip(['users', 'items', 'ratings'], shape_or_counts))
-        params = dict(sep='::', header=False, half_stars=False, **counts)
+        params = dict(zip(['users', 'items', 'ratings'], shape_or_counts),
+                      sep='::', header=False, half_stars=False)
         params['name'] = '{users}x{items}x{ratings}'.format(**params)
     for key, value in [('sep', sep), ('header', header),
                        ('half_stars', half_stars)]:
@@ -108,8 +104,7 @@ def resolve_shape(shape_or_counts, *, sep=None, header=None,
     users, items, ratings = (int(params[k])
                              for k in ('users', 'items', 'ratings'))
     mean = ratings // max(users, 1)
-    params['min_per_user'] = int(min_per_user or min(MIN_PER_USER,
-                                                     max(1, mean // 2)))
+    params['min_per_user'] = min(MIN_PER_USER, max(1, mean // 2))
     params['max_per_user'] = min(items, max(int(0.6 * items),
                                             -(-2 * ratings // max(users, 1))))
     if not (0 < users <= ratings and 0 < items <= ratings
@@ -131,7 +126,6 @@ def _user_counts(rng, users, ratings, low, high):
     """
     weight = rng.lognormal(0.0, 1.0, users)
     extra, room = ratings - users * low, high - low
-    share = np.zeros(users)
     free = np.ones(users, dtype=bool)
     while True:     # water-filling: users over the cap get the cap
         left = extra - room * (~free).sum()
@@ -159,11 +153,6 @@ class _Ring:
         self.cdf = np.cumsum(rank ** -ZIPF_EXPONENT)
         self.cdf /= self.cdf[-1]
 
-    def popular(self, rng, n):
-        """``n`` items drawn by popularity, shape (n,) int64."""
-        return np.minimum(np.searchsorted(self.cdf, rng.random(n)),
-                          self.items - 1)
-
     def walks(self, rng, lengths):
         """Candidate histories of the given lengths, concatenated.
 
@@ -183,17 +172,10 @@ class _Ring:
         walked = np.cumsum(step)
         run = np.cumsum(jump) - 1
         first = np.flatnonzero(jump)
-        origin = self.position[self.popular(rng, first.size)]
+        popular = np.searchsorted(self.cdf, rng.random(first.size))
+        origin = self.position[np.minimum(popular, self.items - 1)]
         pos = origin[run] + walked - walked[first][run]
         return self.order[pos % self.items]
-
-
-def _first_unique(owner, item, items):
-    """Mask of the first occurrence of each (owner, item) pair, shape (n,)."""
-    _, first = np.unique(owner * items + item, return_index=True)
-    keep = np.zeros(owner.size, dtype=bool)
-    keep[first] = True
-    return keep
 
 
 def _histories(rng, ring, counts):
@@ -212,9 +194,7 @@ def _histories(rng, ring, counts):
     owner, item : numpy.ndarray of int64, shape (counts.sum(),)
         Local user index (sorted) and item, each history in order.
     """
-    n_users = counts.size
-    owner = np.zeros(0, dtype=np.int64)
-    item = np.zeros(0, dtype=np.int64)
+    owner = item = np.zeros(0, dtype=np.int64)
     need = counts.copy()
     for attempt in range(4):
         todo = np.flatnonzero(need > 0)
@@ -227,7 +207,7 @@ def _histories(rng, ring, counts):
             order = np.argsort(owner, kind='stable')
             owner, item = owner[order], item[order]
         owner, item = _keep_first(owner, item, counts, ring.items)
-        need = counts - np.bincount(owner, minlength=n_users)
+        need = counts - np.bincount(owner, minlength=counts.size)
     for user in np.flatnonzero(need > 0):          # rare: near-full users
         unseen = np.setdiff1d(np.arange(ring.items), item[owner == user])
         extra = rng.choice(unseen, need[user], replace=False)
@@ -239,8 +219,9 @@ def _histories(rng, ring, counts):
 
 def _keep_first(owner, item, counts, items):
     """First occurrences of each pair, at most ``counts[owner]`` per user."""
-    keep = _first_unique(owner, item, items)
-    owner, item = owner[keep], item[keep]
+    _, first = np.unique(owner * items + item, return_index=True)
+    first.sort()                            # keeps the history order
+    owner, item = owner[first], item[first]
     per_user = np.bincount(owner, minlength=counts.size)
     rank = np.arange(owner.size) - (np.cumsum(per_user) - per_user)[owner]
     keep = rank < counts[owner]
@@ -334,15 +315,8 @@ def default_path(params, *, seed=0):
 
 
 def _digits(values, width):
-    """Decimal digits of non-negative ints, right-aligned.
-
-    Returns
-    -------
-    text : numpy.ndarray of uint8, shape (n, width)
-        ASCII digits.
-    used : numpy.ndarray of bool, shape (n, width)
-        False on the leading zeros (a 0 keeps its last digit).
-    """
+    """ASCII digits of ints, right-aligned: ``text`` (n, width) uint8, and
+    ``used`` (n, width) bool, False on leading zeros (0 keeps one digit)."""
     power = 10 ** np.arange(width - 1, -1, -1, dtype=np.int64)
     values = np.asarray(values, dtype=np.int64)[:, None]
     text = (values // power % 10 + 48).astype(np.uint8)
@@ -458,8 +432,7 @@ def main(argv=None):
                         '<shape>-seed<seed>.<ext>)')
     p.add_argument('--sep', default=None, choices=['::', ',', 'tab'],
                    help="separator (default: the shape's)")
-    p.add_argument('--header', default=None, action=argparse.
-                   BooleanOptionalAction,
+    p.add_argument('--header', action=argparse.BooleanOptionalAction,
                    help="a header line (default: the shape's)")
     args = p.parse_args(argv)
     sep = '\t' if args.sep == 'tab' else args.sep
@@ -473,4 +446,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    main()

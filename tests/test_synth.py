@@ -178,12 +178,18 @@ def test_impossible_counts_are_one_line_errors(synth, capsys):
     assert len(err.splitlines()) == 1 and 'cannot draw 3 ratings' in err
 
 
-def test_bench_scale_report():
-    """Exponents fitted on exact powers; '-' and the error of a failure."""
+@pytest.fixture(scope='module')
+def bench():
+    """``benchmarks/bench_scale.py``, imported from its file."""
     spec = importlib.util.spec_from_file_location(
         'bench_scale', ROOT / 'benchmarks' / 'bench_scale.py')
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_scale_report(bench):
+    """Exponents fitted on exact powers; '-' and the error of a failure."""
     rows = [{'shape': name, 'users': 10, 'items': 10, 'ratings': n,
              'exit': 0, 'epoch_seconds': 2e-6 * n ** 1.5,
              'peak_rss_gb': 0.1 + 0 * n, 'wall_seconds': 5.0,
@@ -205,3 +211,13 @@ def test_bench_scale_report():
     assert first[4:6] == ['-', '-']             # load, windows: absent
     assert 'exit 1: MemoryError: out of memory |' in text
     assert 'epoch time grows as ratings^1.50 (ml-a, ml-b, ml-c)' in text
+
+
+def test_bench_scale_repeats_give_medians(bench):
+    runs = [{'exit': 0, 'epoch_seconds': t, 'wall_seconds': 2 * t,
+             'load_after': t} for t in (3.0, 1.0, 2.0)]
+    row = bench._median_row(runs)
+    assert (row['epoch_seconds'], row['wall_seconds']) == (2.0, 4.0)
+    assert [r['epoch_seconds'] for r in row['repeats']] == [3.0, 1.0, 2.0]
+    failed = dict(runs[1], exit=1, error='MemoryError')
+    assert bench._median_row([runs[0], failed]) is failed
