@@ -14,7 +14,10 @@ the maximum is this run's). Per-phase times come from the run folder:
 ``eval_seconds``) and ``config.json``'s ``data`` (``load_seconds``,
 ``windows_seconds``, ``num_windows``); ``-`` where the package does not
 record them. A shape that fails or times out is reported with its exit
-code and last line of stderr, and the next shape still runs.
+code and last line of stderr, and the next shape still runs. Each run's
+address space is capped (``--max-memory-gb``), so that a run that would
+need more fails with ``MemoryError`` instead of exhausting a shared
+machine; ``--repeat N`` reports the median of N runs.
 
 Writes ``benchmarks/scale.json`` (raw rows, merged by shape with earlier
 runs), ``benchmarks/SCALE.md`` (table, machine, fitted growth exponents)
