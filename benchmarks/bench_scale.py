@@ -260,7 +260,8 @@ def _cell(value, fmt):
 def _status(row):
     """'ok', or how the run failed."""
     if row.get('exit') == 0:
-        return 'ok'
+        runs = len(row.get('repeats', []))
+        return f'ok (median of {runs} runs)' if runs > 1 else 'ok'
     if row.get('exit') == 'timeout':
         return row.get('error', 'timeout')
     return f"exit {row.get('exit')}: {row.get('error', '')}"
@@ -291,6 +292,8 @@ def to_markdown(rows, info, *, command):
                  _cell(r.get('peak_rss_gb'), '.2f'),
                  _cell(r.get('wall_seconds'), '.1f'), status]
         lines.append('| ' + ' | '.join(cells) + ' |')
+    commands = list(dict.fromkeys(r.get('bench_command', command)
+                                  for r in rows))
     slopes = fit_exponents(rows)
     growth = [f'{label}{"" if key == "peak_rss_gb" else " time"} grows as '
               f'ratings^{slopes[key][0]:.2f} ({", ".join(slopes[key][1])})'
@@ -306,7 +309,7 @@ def to_markdown(rows, info, *, command):
               f"Measured {dates[0]}" + (f' to {dates[-1]}' if len(dates) > 1
                                          else '') +
               f'; load average (1 min) before -> after each run: {loads}.',
-              '', (f'Command: `{command}`; each shape runs '
+              '', (f'Command: `{"`, `".join(commands)}`; each shape runs '
                    f'`{_template(rows)}` where FILE is `~/.cache/caser-gluon/'
                    'synthetic/<shape>-seed<seed>.<ext>` and RUN a run '
                    'folder.')]
@@ -426,7 +429,7 @@ def main(argv=None):
                 timeout=args.timeout, overwrite=overwrite,
                 max_memory_gb=args.max_memory_gb,
                 train_args=args.train_args))
-        row = _median_row(runs)
+        row = dict(_median_row(runs), bench_command=results['command'])
         results['rows'] = [r for r in results['rows']
                            if r['shape'] != shape] + [row]
         out_dir.mkdir(parents=True, exist_ok=True)
