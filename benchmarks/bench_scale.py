@@ -86,14 +86,6 @@ print(json.dumps({'exit': code, 'wall_seconds': wall,
 '''
 
 
-def _supports_overwrite():
-    """Whether ``caser_gluon.train`` has ``--overwrite`` (a newer flag)."""
-    done = subprocess.run([sys.executable, '-m', 'caser_gluon.train',
-                           '--help'], capture_output=True, text=True,
-                          env=_child_env(), check=False)
-    return '--overwrite' in done.stdout
-
-
 def _child_env():
     """This checkout's package first on the path."""
     env = dict(os.environ)
@@ -118,7 +110,7 @@ def _read_run(run):
 
 
 def run_shape(shape, *, seed=0, epochs=1, timeout=3600, max_memory_gb=None,
-              overwrite=False, train_args=()):
+              train_args=()):
     """Generate (or reuse) one shape's file and train on it once.
 
     Parameters
@@ -131,9 +123,6 @@ def run_shape(shape, *, seed=0, epochs=1, timeout=3600, max_memory_gb=None,
     max_memory_gb : float, optional
         Cap on the process's address space (``RLIMIT_AS``): beyond it,
         allocations fail with ``MemoryError``. None or 0: no cap.
-    overwrite : bool
-        The package has ``--overwrite``: the run goes to
-        ``runs/scale/<shape>``; else to a fresh temporary folder.
     train_args : sequence of str
         More flags of ``python -m caser_gluon.train``.
 
@@ -155,11 +144,10 @@ def run_shape(shape, *, seed=0, epochs=1, timeout=3600, max_memory_gb=None,
            'load_before': os.getloadavg()[0],
            'max_memory_gb': max_memory_gb or None}
     tmp = pathlib.Path(tempfile.mkdtemp(prefix=f'caser-scale-{shape}-'))
-    run = ROOT / 'runs' / 'scale' / shape if overwrite else tmp / 'run'
-    shutil.rmtree(run, ignore_errors=True)      # no stale metrics
+    run = ROOT / 'runs' / 'scale' / shape       # replaced: --overwrite
     cmd = [sys.executable, '-m', 'caser_gluon.train', '--ratings', str(path),
            '--epochs', str(epochs), '--seed', str(seed), '--quiet', '--out',
-           str(run), *(['--overwrite'] if overwrite else []), *train_args]
+           str(run), '--overwrite', *train_args]
     shown = ['python', *cmd[1:]]
     shown[shown.index('--ratings') + 1] = str(path).replace(
         str(pathlib.Path.home()), '~')
@@ -416,7 +404,6 @@ def main(argv=None):
         _write_report(results, out_dir)
         print(f'wrote {out_dir / "SCALE.md"} from {raw}')
         return
-    overwrite = _supports_overwrite()
     results['machine'] = machine()
     results['command'] = shlex.join(
         ['python', 'benchmarks/bench_scale.py'] + list(
@@ -426,7 +413,7 @@ def main(argv=None):
         while len(runs) < args.repeat and all(r['exit'] == 0 for r in runs):
             runs.append(run_shape(
                 shape, seed=args.seed, epochs=args.epochs,
-                timeout=args.timeout, overwrite=overwrite,
+                timeout=args.timeout,
                 max_memory_gb=args.max_memory_gb,
                 train_args=args.train_args))
         row = dict(_median_row(runs), bench_command=results['command'])
