@@ -270,7 +270,9 @@ def add_flags(parser, parts=PARTS):
         title = cls.__doc__.split(':')[0].rstrip('.')
         group = parser.add_argument_group(f'{part}: {title}')
         for f in dataclasses.fields(cls):
-            help_text = f'{f.metadata["help"]} (default: {f.default})'
+            help_text = f.metadata['help']
+            if '(default' not in help_text:
+                help_text += f' (default: {f.default})'
             kwargs = {'dest': f.name, 'default': argparse.SUPPRESS,
                           'help': help_text}
             if f.type is bool:

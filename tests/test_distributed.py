@@ -5,7 +5,8 @@
 * :func:`caser_gluon.distributed.shard_dataset` splits users, not windows,
   and gives every worker the same number of whole batches.
 * The launcher runs a scheduler, a server and two ``dist_sync`` workers on
-  127.0.0.1 (slow), and stops everything when a worker fails.
+  127.0.0.1 (slow), and stops everything when a worker fails or the
+  scheduler or a server dies (tested with stand-in processes).
 """
 import json
 import os
@@ -16,11 +17,15 @@ import time
 import mxnet as mx
 import numpy as onp
 import pytest
+from helpers import error_line, run_cli
 from mxnet import autograd, gluon, np
 
 from caser_gluon import distributed as dist_lib
+from caser_gluon import losses
 from caser_gluon import train as train_lib
+from caser_gluon.config import ModelConfig
 from caser_gluon.data import SeqDataset
+from caser_gluon.zoo import build_model
 
 NUM_USERS, NUM_ITEMS, L = 12, 40, 4
 
@@ -33,22 +38,27 @@ def small_batch(rng, size=16):
     return users, seqs, items
 
 
+def small_caser(devices, hybridize=True):
+    return build_model(ModelConfig(num_factors=6, L=L, d=3, d_prime=2,
+                                   drop_ratio=0), num_users=NUM_USERS,
+                       num_items=NUM_ITEMS, devices=devices,
+                       hybridize=hybridize)
+
+
 def one_step(devices, batch, init, *, kvstore, optimizer):
     """Parameters (NumPy) after one trainer step of a small Caser."""
-    net = train_lib.build_net(num_users=NUM_USERS, num_items=NUM_ITEMS,
-                              devices=devices, num_factors=6, L=L, d=3,
-                              d_prime=2, drop_ratio=0, hybridize=True)
+    net = small_caser(devices)
     for param, value in zip(net.collect_params().values(), init):
         param.set_data(np.array(value))
-    trainer = train_lib.make_trainer(net, lr=0.1, optimizer=optimizer,
-                                     kvstore=kvstore)
+    trainer = train_lib.make_trainer(net, lr=0.1, wd=1e-5,
+                                     optimizer=optimizer, kvstore=kvstore)
     shards = [gluon.utils.split_and_load(np.array(a), devices,
                                          even_split=False) for a in batch]
     with autograd.record():
-        losses = [train_lib.bpr_loss(*net(u, s, i).T)
-                  for u, s, i in zip(*shards)]
-    for loss in losses:
-        loss.backward()
+        parts = [losses.bpr_loss(*net(u, s, i).T)
+                 for u, s, i in zip(*shards)]
+    for part in parts:
+        part.backward()
     trainer.step(len(batch[0]))
     params = list(net.collect_params().values())
     for param in params:        # every device holds the same copy
@@ -63,9 +73,7 @@ def one_step(devices, batch, init, *, kvstore, optimizer):
 def test_two_cpu_contexts_step_like_one(kvstore, optimizer, seed):
     rng = onp.random.default_rng(seed)
     batch = small_batch(rng)
-    ref = train_lib.build_net(num_users=NUM_USERS, num_items=NUM_ITEMS,
-                              devices=[mx.cpu()], num_factors=6, L=L, d=3,
-                              d_prime=2, drop_ratio=0)
+    ref = small_caser([mx.cpu()], hybridize=False)
     init = [p.data().asnumpy() + rng.normal(0, 0.1, p.shape)
             for p in ref.collect_params().values()]
     one = one_step([mx.cpu()], batch, init, kvstore=kvstore,
@@ -129,17 +137,18 @@ def test_assign_users_balances():
 def test_dist_kvstore_without_scheduler_fails_clearly(monkeypatch, capsys):
     for name in dist_lib.DMLC_VARS:
         monkeypatch.delenv(name, raising=False)
-    with pytest.raises(SystemExit) as exit_info:
-        train_lib.main(['--kvstore', 'dist_sync', '--epochs', '1',
-                        '--quiet'])
-    assert exit_info.value.code == 2
-    assert 'python -m caser_gluon.distributed' in capsys.readouterr().err
+    assert run_cli(['train', '--kvstore', 'dist_sync', '--epochs', '1',
+                    '--quiet']) == 2
+    line = error_line(capsys.readouterr().err, 'train')
+    assert 'caser-gluon train-dist' in line and 'DMLC_' in line
 
 
-def test_train_args_get_kvstore_and_one_out():
+def test_train_args_get_kvstore_and_one_out(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)         # the fresh --out is made here
     argv = dist_lib._train_argv(['--epochs', '1'], kvstore='dist_async')
     assert argv[:4] == ['--epochs', '1', '--kvstore', 'dist_async']
-    assert argv[4] == '--out' and argv[5].startswith('runs')
+    assert argv[4] == '--out' and argv[5].startswith('runs/caser-dist-')
+    assert (tmp_path / argv[5]).is_dir()
     kept = ['--kvstore=dist_sync', '--out', 'x']
     assert dist_lib._train_argv(kept, kvstore='dist_async') == kept
 
@@ -152,8 +161,73 @@ def _alive(pid):
     return True
 
 
-def test_launcher_stops_everything_when_a_worker_fails(tmp_path,
-                                                       monkeypatch):
+def _spawn(code):
+    """A child in its own process group, as launch starts them."""
+    return subprocess.Popen([sys.executable, '-c', code],
+                            start_new_session=True)
+
+
+SLEEP = 'import time; time.sleep(60)'
+
+
+@pytest.mark.parametrize('dying', ['server', 'scheduler'])
+def test_wait_stops_when_a_server_dies(dying, capsys):
+    procs = [('scheduler', _spawn(SLEEP)), ('server', _spawn(SLEEP)),
+             ('worker', _spawn(SLEEP)), ('worker', _spawn(SLEEP))]
+    roles = [role for role, _ in procs]
+    procs[roles.index(dying)] = (dying, _spawn('import sys; sys.exit(3)'))
+    try:
+        begin = time.monotonic()
+        code = dist_lib._wait(procs, deadline=time.monotonic() + 30,
+                              timeout=30)
+        assert time.monotonic() - begin < 20
+    finally:
+        dist_lib._stop([p for _, p in procs])
+    assert code != 0
+    pid = procs[roles.index(dying)][1].pid
+    assert capsys.readouterr().err.strip() == (
+        f'caser-gluon train-dist: the {dying} (pid {pid}) exited with '
+        'code 3 while workers were running; stopping every process')
+    assert not any(_alive(p.pid) for _, p in procs)
+
+
+def test_wait_returns_the_workers_outcome(capsys):
+    ok = [('scheduler', _spawn(SLEEP)), ('worker', _spawn('pass')),
+          ('worker', _spawn('pass'))]
+    failing = [('scheduler', _spawn(SLEEP)), ('worker', _spawn(SLEEP)),
+               ('worker', _spawn('import sys; sys.exit(5)'))]
+    slow = [('scheduler', _spawn(SLEEP)), ('worker', _spawn(SLEEP))]
+    try:
+        assert dist_lib._wait(ok, deadline=None, timeout=None) == 0
+        assert dist_lib._wait(failing, deadline=None, timeout=None) == 5
+        assert 'a worker exited with code 5' in capsys.readouterr().err
+        assert dist_lib._wait(slow, deadline=time.monotonic() + 0.5,
+                              timeout=0.5) == 124
+        assert 'timeout after 0.5 s' in capsys.readouterr().err
+    finally:
+        dist_lib._stop([p for _, p in ok + failing + slow])
+    assert not any(_alive(p.pid) for _, p in ok + failing + slow)
+
+
+def stand_in_python(tmp_path, script):
+    """An executable that launch starts instead of Python (any role)."""
+    python = tmp_path / 'python'
+    python.write_text('#!/bin/sh\n' + script)
+    python.chmod(0o755)
+    return str(python)
+
+
+@pytest.mark.parametrize('script, code, message', [
+    # the server dies; the scheduler and workers would wait forever
+    ('if [ "$DMLC_ROLE" = server ]; then exit 3; fi\nexec sleep 60\n', 1,
+     'the server (pid'),
+    # the workers fail before connecting; the others would wait forever
+    ('if [ "$DMLC_ROLE" = worker ]; then exit 2; fi\nexec sleep 60\n', 2,
+     'a worker exited with code 2'),
+])
+def test_launch_stops_everything_when_a_process_fails(tmp_path, capsys,
+                                                      script, code,
+                                                      message):
     started = []
     popen = subprocess.Popen
 
@@ -162,16 +236,39 @@ def test_launcher_stops_everything_when_a_worker_fails(tmp_path,
         started.append(p.pid)
         return p
 
-    monkeypatch.setattr(subprocess, 'Popen', recording_popen)
     begin = time.monotonic()
-    # --epochs 0 makes every worker exit with code 2 before it connects,
-    # so the scheduler and the server would wait forever
-    code = dist_lib.launch(['--epochs', '0', '--out', str(tmp_path)],
-                           workers=2, servers=1, timeout=60)
-    assert code == 2
-    assert time.monotonic() - begin < 45
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(subprocess, 'Popen', recording_popen)
+        got = dist_lib.launch(['--out', str(tmp_path / 'run')], workers=2,
+                              servers=1, timeout=60,
+                              python=stand_in_python(tmp_path, script))
+    assert got == code
+    assert time.monotonic() - begin < 30
+    assert message in capsys.readouterr().err
     assert len(started) == 4
     assert not any(_alive(pid) for pid in started)
+
+
+def test_wait_lets_workers_finish_after_a_clean_scheduler_exit(
+        monkeypatch, capsys):
+    """ps-lite's scheduler leaves (code 0) once every worker finalised the
+    kvstore, before the worker processes end: no failure, unless the
+    workers still run a grace period later."""
+    procs = [('scheduler', _spawn('pass')), ('server', _spawn('pass')),
+             ('worker', _spawn('import time; time.sleep(0.5)'))]
+    hung = [('scheduler', _spawn('pass')), ('worker', _spawn(SLEEP))]
+    try:
+        assert dist_lib._wait(procs, deadline=time.monotonic() + 30,
+                              timeout=30) == 0
+        monkeypatch.setattr(dist_lib, 'SERVER_GRACE', 0.5)
+        begin = time.monotonic()
+        assert dist_lib._wait(hung, deadline=time.monotonic() + 30,
+                              timeout=30) == 1
+        assert time.monotonic() - begin < 15
+    finally:
+        dist_lib._stop([p for _, p in procs + hung])
+    assert 'left 0.5 s ago and workers still run' in capsys.readouterr().err
+    assert not any(_alive(p.pid) for _, p in procs + hung)
 
 
 @pytest.mark.slow
@@ -184,7 +281,7 @@ def test_dist_sync_two_workers_on_loopback(tmp_path):
     done = subprocess.run(cmd, capture_output=True, text=True,
                           timeout=180, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.count('final: test hit rate@50') == 2
+    assert done.stdout.count('final: epoch 1 ') == 2
     ranks = [mx.nd.load(str(out / f'caser-rank{r}.params'))
              for r in range(2)]
     assert ranks[0].keys() == ranks[1].keys()

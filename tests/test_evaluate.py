@@ -2,71 +2,22 @@
 import mxnet as mx
 import numpy as onp
 import pytest
+from helpers import brute_force_metrics
 from mxnet import np
 
 from caser_gluon.evaluate import (
+    as_item_sets,
+    evaluate_all,
+    evaluate_blocks,
     evaluate_ranking,
-    hit_and_auc_from_ranks,
-    score_all_items,
-    target_ranks,
+    model_scorer,
 )
+from caser_gluon.interactions import ItemSets
 from caser_gluon.model import Caser
 
 
-def brute_force(scores, targets, seen, k):
-    """d2l's definition, one user at a time: sort, then walk the list."""
-    hits, aucs = [], []
-    for u, t in enumerate(targets):
-        ranked = sorted((i for i in range(scores.shape[1]) if not seen[u, i]),
-                        key=lambda i: -scores[u, i])     # stable: ids asc
-        if t not in ranked:
-            hits.append(0)
-            aucs.append(0.0)
-            continue
-        pos = ranked.index(t)
-        hits.append(int(pos < k))
-        aucs.append((len(ranked) - 1 - pos) / (len(ranked) - 1))
-    return onp.array(hits), onp.array(aucs)
-
-
-def test_hand_computed_case():
-    scores = onp.array([[0.9, 0.1, 0.5, 0.7],
-                        [0.2, 0.2, 0.2, 0.8]])
-    seen = onp.array([[False, False, False, True],
-                      [True, False, False, False]])
-    targets = onp.array([2, 2])
-    ranks, n = target_ranks(scores, targets, seen)
-    # user 0: candidates 0, 1, 2 ranked 0 (0.9), 2 (0.5), 1 (0.1)
-    # user 1: candidates 1, 2, 3 ranked 3 (0.8), 1 (0.2, smaller id), 2
-    assert ranks.tolist() == [1, 2] and n.tolist() == [3, 3]
-    hits, aucs = hit_and_auc_from_ranks(ranks, n, k=2)
-    assert hits.tolist() == [1, 0]
-    onp.testing.assert_allclose(aucs, [0.5, 0.0])
-
-
-def test_seen_target_scores_zero():
-    scores = onp.array([[0.1, 0.9, 0.3]])
-    seen = onp.array([[False, True, False]])
-    ranks, n = target_ranks(scores, onp.array([1]), seen)
-    hits, aucs = hit_and_auc_from_ranks(ranks, n, k=5)
-    assert ranks.tolist() == [-1] and hits.tolist() == [0]
-    assert aucs.tolist() == [0.0]
-
-
-@pytest.mark.parametrize('k', [1, 3, 10])
-def test_ranks_equal_brute_force_with_ties(k):
-    rng = onp.random.default_rng(k)
-    scores = rng.integers(0, 5, (40, 25)).astype(float)   # many ties
-    seen = rng.random((40, 25)) < 0.3
-    targets = rng.integers(0, 25, 40)
-    ranks, n = target_ranks(scores, targets, seen)
-    hits, aucs = hit_and_auc_from_ranks(ranks, n, k)
-    ref_hits, ref_aucs = brute_force(scores, targets, seen, k)
-    onp.testing.assert_array_equal(hits, ref_hits)
-    onp.testing.assert_allclose(aucs, ref_aucs)
-
-
 def small_problem(num_users=6, num_items=12, L=3, seed=0):
+    """A small Caser, test sequences and d2l-style dicts of items."""
     rng = onp.random.default_rng(seed)
     net = Caser(4, num_users, num_items, L=L, d=2, d_prime=2)
     net.initialize(init=mx.init.Normal(0.5))
@@ -79,9 +30,17 @@ def small_problem(num_users=6, num_items=12, L=3, seed=0):
     return net, seq, candidates, test_input
 
 
-def test_score_all_items_equals_net():
+def dense(sets, num_users, num_items):
+    mask = onp.zeros((num_users, num_items), bool)
+    for u, items in sets.items():
+        mask[u, items] = True
+    return mask
+
+
+def test_model_scorer_equals_net():
     net, seq, _, _ = small_problem()
-    scores = score_all_items(net, seq, device=mx.cpu())
+    score = model_scorer(net, seq, device=mx.cpu())
+    scores = onp.concatenate([score(0, 4), score(4, 6)])
     users = onp.repeat(onp.arange(6), 12)
     items = onp.tile(onp.arange(12), 6)
     direct = net(np.array(users), np.array(seq[users]), np.array(items))
@@ -98,33 +57,141 @@ def test_d2l_pool_equals_d2l_evaluate_ranking():
                            [mx.cpu()], num_ranked=6)
     onp.testing.assert_allclose(got, [float(x) for x in expected],
                                 rtol=1e-6)
+    # ItemSets give the same as d2l's dicts
+    sets = evaluate_ranking(
+        net, as_item_sets(test_input, 6, 12), seq,
+        as_item_sets(candidates, 6, 12), 6, 12, [mx.cpu()], num_ranked=6)
+    onp.testing.assert_allclose(sets, got)
 
 
 def test_all_items_equals_brute_force():
     net, seq, candidates, test_input = small_problem(seed=3)
     got = evaluate_ranking(net, test_input, seq, candidates, 6, 12,
                            [mx.cpu()], k=3)
-    scores = score_all_items(net, seq, device=mx.cpu())
-    seen = onp.zeros((6, 12), bool)
-    for u, items in candidates.items():
-        seen[u, items] = True
-    hits, aucs = brute_force(scores, [test_input[u][0] for u in range(6)],
-                             seen, 3)
-    onp.testing.assert_allclose(got, [hits.mean(), aucs.mean()])
+    scores = model_scorer(net, seq, device=mx.cpu())(0, 6)
+    ref = brute_force_metrics(scores, dense(test_input, 6, 12),
+                              dense(candidates, 6, 12), ks=(3,))
+    onp.testing.assert_allclose(got, [ref['hr@3'].mean(),
+                                      ref['auc'].mean()])
 
 
 def test_evaluate_all_agrees_with_evaluate_ranking():
-    from caser_gluon.evaluate import evaluate_all
     net, seq, candidates, test_input = small_problem(seed=5)
     hit_rate, auc = evaluate_ranking(net, test_input, seq, candidates, 6,
                                      12, [mx.cpu()], k=50)
     every = evaluate_all(net, test_input, seq, candidates, 6, 12,
-                         [mx.cpu()], ks=(1, 5))
+                         [mx.cpu()], ks=(1, 5, 50))
     assert every['hit_rate'] == pytest.approx(hit_rate)
     assert every['auc'] == pytest.approx(auc)
     assert set(every) >= {'hr@1', 'ndcg@5', 'precision@5', 'recall@1',
                           'mrr', 'map'}
-    assert 'hr@50' not in every
+    assert every['eval_users'] == 6 and every['min_candidates'] == 8
     # one held-out item: MRR and MAP coincide, recall@k equals HR@k
     assert every['mrr'] == pytest.approx(every['map'])
     assert every['recall@5'] == pytest.approx(every['hr@5'])
+    without_50 = evaluate_all(net, test_input, seq, candidates, 6, 12,
+                              [mx.cpu()], ks=(1, 5))
+    assert 'hr@50' not in without_50 and 'hit_rate' not in without_50
+
+
+def random_problem(seed, num_users=40, num_items=25):
+    """Scores with ties and NaN, several relevant items, empty users."""
+    rng = onp.random.default_rng(seed)
+    scores = rng.integers(0, 5, (num_users, num_items)).astype('float32')
+    scores[rng.random(scores.shape) < 0.05] = onp.nan
+    relevant = rng.random(scores.shape) < 0.1
+    relevant[10:17] = False             # a whole block without relevant
+    excluded = (rng.random(scores.shape) < 0.3) & ~relevant
+    excluded[::7] |= relevant[::7]
+    return scores, relevant, excluded
+
+
+@pytest.mark.parametrize('seed', range(3))
+def test_streamed_equals_dense_brute_force(seed):
+    scores, relevant, excluded = random_problem(seed)
+    num_users, num_items = scores.shape
+    calls = []
+
+    def score(start, stop):
+        calls.append((start, stop))
+        return scores[start:stop]
+
+    ks = (1, 3, 10, 50)
+    got = evaluate_blocks(score, relevant=ItemSets.from_pairs(
+        *onp.nonzero(relevant), num_users=num_users, num_items=num_items),
+        excluded=ItemSets.from_pairs(*onp.nonzero(excluded),
+                                     num_users=num_users,
+                                     num_items=num_items),
+        ks=ks, block_bytes=4 * num_items * 3)      # 3 users per block
+    # several blocks, in order, covering every user that has a relevant
+    # item (blocks without one are skipped, not scored)
+    assert all(stop - start <= 3 for start, stop in calls)
+    assert len(calls) >= 8
+    scored = onp.zeros(num_users, bool)
+    for start, stop in calls:
+        scored[start:stop] = True
+    assert scored[relevant.any(axis=1)].all()
+    ref = brute_force_metrics(scores, relevant, excluded, ks)
+    assert set(got) == set(ref) | {'hit_rate', 'eval_users',
+                                   'min_candidates'}
+    for key, values in ref.items():
+        assert got[key] == pytest.approx(values.mean(), rel=1e-9,
+                                         abs=1e-12), key
+    assert got['hit_rate'] == got['hr@50']
+    assert got['eval_users'] == relevant.any(axis=1).sum()
+    has = relevant.any(axis=1)
+    assert got['min_candidates'] == (num_items - excluded.sum(axis=1))[
+        has].min()
+
+
+def test_nan_model_gives_zero_not_one():
+    """A model whose parameters went NaN scores 0, never HR 1.0."""
+    net, seq, candidates, test_input = small_problem()
+    net.b.weight.set_data(np.full(net.b.weight.shape, onp.nan))
+    got = evaluate_ranking(net, test_input, seq, candidates, 6, 12,
+                           [mx.cpu()])
+    assert [float(x) for x in got] == [0.0, 0.0]
+    got = evaluate_ranking(net, test_input, seq, candidates, 6, 12,
+                           [mx.cpu()], num_ranked=6)
+    assert [float(x) for x in got] == [0.0, 0.0]
+    every = evaluate_blocks(lambda a, b: onp.full((b - a, 12), onp.nan),
+                            relevant=as_item_sets(test_input, 6, 12),
+                            excluded=as_item_sets(candidates, 6, 12),
+                            block_bytes=4 * 12)
+    assert every['hit_rate'] == 0.0 and every['auc'] == 0.0
+    assert every['mrr'] == 0.0 and every['ndcg@50'] == 0.0
+
+
+def test_missing_test_items_are_errors():
+    net, seq, candidates, test_input = small_problem()
+    del test_input[3]
+    with pytest.raises(KeyError, match='user 3 has no test item'):
+        evaluate_ranking(net, test_input, seq, candidates, 6, 12,
+                         [mx.cpu()])
+    empty = ItemSets.from_lists({}, num_users=6, num_items=12)
+    with pytest.raises(ValueError, match='no user has a held-out item'):
+        evaluate_blocks(lambda a, b: onp.zeros((b - a, 12)), relevant=empty,
+                        excluded=empty)
+
+
+def test_d2l_ranks_the_first_test_item_only():
+    net, seq, candidates, test_input = small_problem(seed=7)
+    scores = model_scorer(net, seq, device=mx.cpu())(0, 6)
+    two = {}
+    for u, items in test_input.items():     # add the best-scored candidate
+        order = [i for i in onp.argsort(-scores[u])
+                 if i not in candidates[u] and i != items[0]]
+        two[u] = items + [int(order[0])]
+    one = evaluate_ranking(net, test_input, seq, candidates, 6, 12,
+                           [mx.cpu()])
+    onp.testing.assert_allclose(
+        evaluate_ranking(net, two, seq, candidates, 6, 12, [mx.cpu()]), one)
+    both = evaluate_all(net, two, seq, candidates, 6, 12, [mx.cpu()])
+    assert both['auc'] > one[1]          # ranking both would differ
+
+
+def test_as_item_sets():
+    sets = as_item_sets({0: [3, 1], 2: [1]}, 3, 4)
+    assert isinstance(sets, ItemSets)
+    assert [sets.row(u).tolist() for u in range(3)] == [[1, 3], [], [1]]
+    assert as_item_sets(sets, 3, 4) is sets
