@@ -4,6 +4,7 @@ import numpy as onp
 import pytest
 from mxnet import np
 
+from caser_gluon import fpu
 from caser_gluon.model import Caser
 
 K, USERS, ITEMS, L = 6, 7, 30, 4
@@ -298,3 +299,46 @@ def test_bad_arguments(kwargs, message):
     args = {'num_factors': 4, 'num_users': 3, 'num_items': 5, **kwargs}
     with pytest.raises(ValueError, match=message):
         Caser(**args)
+
+
+# ---------------------------------------------------------------------------
+# caser_gluon.fpu: flushing subnormals to zero
+# ---------------------------------------------------------------------------
+
+FPU_PROBE = '''
+import sys
+from caser_gluon import fpu
+enabled = fpu.enable_flush_to_zero() if sys.argv[1] == 'on' else None
+import numpy as onp
+from mxnet import np, npx
+npx.set_np()
+tiny = np.full((3,), 1e-30, dtype='float32') * 1e-10   # an engine thread
+print(enabled, fpu.flush_to_zero_enabled(),
+      float(onp.float32(1e-30) * onp.float32(1e-10)),
+      float(tiny.asnumpy().max()))
+'''
+
+
+def run_fpu_probe(mode):
+    """The probe in a fresh interpreter: (enabled, flag, numpy, mxnet)."""
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, '-c', FPU_PROBE, mode],
+                         capture_output=True, text=True, check=True)
+    enabled, flag, by_numpy, by_mxnet = out.stdout.split()
+    return enabled, flag, float(by_numpy), float(by_mxnet)
+
+
+@pytest.mark.skipif(fpu._libm() is None,
+                    reason='FTZ/DAZ is set on x86-64 Linux with glibc only')
+def test_flush_to_zero_flushes_subnormal_products():
+    # 1e-30 * 1e-10 = 1e-40 is subnormal in float32 (below 1.18e-38)
+    assert run_fpu_probe('off') == ('None', 'False', pytest.approx(1e-40),
+                                    pytest.approx(1e-40))
+    assert run_fpu_probe('on') == ('True', 'True', 0.0, 0.0)
+
+
+def test_flush_to_zero_is_a_no_op_elsewhere(monkeypatch):
+    monkeypatch.setattr(fpu.sys, 'platform', 'darwin')
+    assert fpu.enable_flush_to_zero() is False
+    assert fpu.read_mxcsr() is None and fpu.flush_to_zero_enabled() is False
