@@ -61,9 +61,10 @@ class DenseIntent(nn.HybridBlock):
     """Caser's convolutions and dense layer, computed as dense layers.
 
     Maps the flattened image ``vec(E)`` (``E = Q(seq)``, ``L x k``) to the
-    intent ``z = relu(W_fc [drop(vertical), drop(horizontal)] + b_fc)`` of
-    the chapter, with the changes of the module docstring (the vertical
-    part folded into the dense layer, dropout on the image).
+    chapter's intent ``z = relu(W_fc [vertical, horizontal] + b_fc)``,
+    computed as the module docstring says: the vertical part folded into
+    the dense layer, the dense layer split by block, dropout on the
+    image.
 
     Parameters
     ----------
@@ -162,7 +163,9 @@ class Caser(SequentialRecommender):
     d_prime : int
         Vertical filters (``0`` removes the vertical part).
     drop_ratio : float
-        Dropout before the dense layer.
+        Dropout rate: on the features before the dense layer
+        (``conv='conv2d'``, the chapter's), on the image
+        (``conv='dense'``).
     use_user : bool
         Join the user embedding ``P`` to the intent (``False``: sequence
         only, an ablation).
@@ -176,6 +179,11 @@ class Caser(SequentialRecommender):
     -----
     Item id ``num_items`` is the padding id of ``SeqDataset``; ``Q`` has a
     row for it, ``Q_prime`` and ``b`` (the output side) do not.
+
+    Sub-blocks: ``P``, ``Q``, ``Q_prime``, ``b`` always; ``intent`` (a
+    :class:`DenseIntent`) with ``conv='dense'``; ``conv_v``, ``conv_h``,
+    ``dropout`` and ``fc`` with ``conv='conv2d'`` (the others are
+    ``None``).
     """
 
     def __init__(self, num_factors, num_users, num_items, L=5, d=16,
@@ -256,6 +264,10 @@ class Caser(SequentialRecommender):
 
     def _intent_conv2d(self, F, item_embs):
         """The chapter's intent ``z`` (b, k) from ``item_embs`` (b, L, k).
+
+        MXNet 1.9's ``np.max`` passes the gradient to every window that
+        ties for the maximum (a padded sequence repeats the padding item),
+        where ``DenseIntent``'s ``np.maximum`` passes it to one.
         """
         image = F.np.expand_dims(item_embs, 1)          # (b, 1, L, k)
         conv = []
