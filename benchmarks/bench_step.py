@@ -186,6 +186,20 @@ def time_epochs(kinds, *, epochs, seed=0):
     return {kind: summary(t) for kind, t in times.items()}
 
 
+def time_multiply(value, *, repeat=50):
+    """Median ms of MXNet's ``a * 0.5`` on 2**20 float32 ``value``s."""
+    import mxnet as mx
+    from mxnet import np
+    a = np.full((1 << 20,), value, dtype='float32')
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        (a * 0.5).wait_to_read()
+        times.append(1e3 * (time.perf_counter() - start))
+    mx.nd.waitall()
+    return statistics.median(times)
+
+
 def worker(args):
     """Time everything in this process; print one JSON line."""
     from caser_gluon.fpu import enable_flush_to_zero, flush_to_zero_enabled
@@ -193,6 +207,8 @@ def worker(args):
     import mxnet  # noqa: F401  (after the MXCSR is set: its threads)
     kinds = ['previous', 'new'] + (['conv2d'] if args.conv2d else [])
     result = {'ftz': enabled, 'ftz_in_main_thread': flush_to_zero_enabled(),
+              'multiply': {'normal': time_multiply(1e-3),
+                           'subnormal': time_multiply(EMB_TINY)},
               'fresh': time_steps(kinds, steps=args.steps, subnormal=False),
               'subnormal': time_steps(kinds, steps=args.steps,
                                       subnormal=True)}
@@ -272,6 +288,13 @@ def main(argv=None):
           f'embeddings and Adam moments refilled with ~{EMB_TINY:g} before '
           f'each step.\n')
     print(table(results))
+    for r in results:
+        m = r['multiply']
+        print(f"\nFTZ+DAZ {'on' if r['ftz'] else 'off'}: MXNet multiplies "
+              f"2**20 float32 in {m['normal']:.2f} ms (normal values), "
+              f"{m['subnormal']:.2f} ms (subnormal values): the CPU's own "
+              f"subnormal penalty.", end='')
+    print()
     print(f'\nLoad average at the end: {os.getloadavg()[0]:.2f}')
 
 
