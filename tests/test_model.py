@@ -146,7 +146,8 @@ def test_layer_shapes(d, d_prime):
     assert net.P(users).shape == (b, 10)
     assert emb.shape == (b, 5, 10)
     assert net.conv_v is None and net.conv_h is None and net.fc is None
-    shapes = {name.split('_', 1)[1]: p.shape
+    prefix = net.intent.prefix
+    shapes = {name[len(prefix):]: p.shape
               for name, p in net.intent.collect_params().items()}
     expected = {'fc_weight': (10, d_prime * 10 + d * 5), 'fc_bias': (10,)}
     if d_prime:
