@@ -22,7 +22,9 @@ times whole ML-100K epochs with ``caser_gluon.train.train_epoch``.
 
 Run ``python benchmarks/bench_step.py`` (about 3 minutes; ``--quick``: a
 smoke run). It prints a markdown table and the machine; timings are
-medians of interleaved steps, so both models see the same load.
+medians of interleaved steps, so within one process (one FTZ setting)
+all models and states see the same load; the two processes run one after
+the other, so compare across them only on a quiet machine.
 """
 import argparse
 import json
@@ -132,25 +134,35 @@ def fill_subnormal(net, trainer, rng):
     mx.nd.waitall()
 
 
-def time_steps(kinds, *, steps, subnormal, seed=0):
-    """Median and quartiles (ms) of interleaved steps of each kind."""
+def time_steps(kinds, *, steps, seed=0):
+    """Median and quartiles (ms) of steps, all settings interleaved.
+
+    Returns ``{'fresh': {kind: summary}, 'subnormal': {kind: summary}}``;
+    each step of one setting is followed by one of every other, so all
+    see the same load.
+    """
     import numpy as onp
     from mxnet import np
     rng = onp.random.default_rng(seed)
-    nets = {kind: build(kind) for kind in kinds}
-    times = {kind: [] for kind in kinds}
+    nets = {(state, kind): build(kind)
+            for state in ('fresh', 'subnormal') for kind in kinds}
+    times = {key: [] for key in nets}
     for i in range(steps + 3):                        # 3 warm-up steps
         users = np.array(rng.integers(0, USERS, BATCH))
         seqs = np.array(rng.integers(0, ITEMS + 1, (BATCH, 5)))
         items = np.array(rng.integers(0, ITEMS, (BATCH, 2)), dtype='int32')
-        for kind, (net, trainer) in nets.items():
-            if subnormal and i >= 1:                  # Adam states exist
+        for (state, kind), (net, trainer) in nets.items():
+            if state == 'subnormal' and i >= 1:       # Adam states exist
                 fill_subnormal(net, trainer, rng)
             start = time.perf_counter()
             step(net, trainer, users, seqs, items)
             if i >= 3:
-                times[kind].append(1e3 * (time.perf_counter() - start))
-    return {kind: summary(t) for kind, t in times.items()}
+                times[state, kind].append(
+                    1e3 * (time.perf_counter() - start))
+    out = {'fresh': {}, 'subnormal': {}}
+    for (state, kind), values in times.items():
+        out[state][kind] = summary(values)
+    return out
 
 
 def summary(values):
@@ -209,9 +221,7 @@ def worker(args):
     result = {'ftz': enabled, 'ftz_in_main_thread': flush_to_zero_enabled(),
               'multiply': {'normal': time_multiply(1e-3),
                            'subnormal': time_multiply(EMB_TINY)},
-              'fresh': time_steps(kinds, steps=args.steps, subnormal=False),
-              'subnormal': time_steps(kinds, steps=args.steps,
-                                      subnormal=True)}
+              **time_steps(kinds, steps=args.steps)}
     if args.epochs:
         result['epoch'] = time_epochs(kinds, epochs=args.epochs)
     print(json.dumps(result))
