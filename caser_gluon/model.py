@@ -19,27 +19,133 @@ Unlike the chapter's ``nn.Block``, ``Caser`` is a ``HybridBlock`` (call
 (the chapter's ablation exercise) and with a batch of one row, and scores
 any number of items per sequence in one pass.
 
-Two ways to compute the same convolutions (``conv=``):
+Two ways to compute the same model (``conv=``):
 
-* ``'dense'`` (default): a filter that spans the image's full width ``k``
-  is a dense layer applied to each window of ``h`` consecutive rows, and a
-  vertical filter is a dense layer over the ``L`` rows of each column. The
-  max-pooling over time is an element-wise maximum over the windows. On
-  MXNet's CPU this is about four times faster than ``Conv2D`` on these
-  small images (``make bench``).
-* ``'conv2d'``: the chapter's ``nn.Conv2D`` layers and max-pooling.
+* ``'dense'`` (default), written for MXNet's CPU, where every operator on
+  a ``(batch_size, ...)`` tensor costs far more than its arithmetic:
 
-Both give the same scores for the same filters (``tests/test_model.py``
-copies one into the other).
+  - a horizontal filter spans the image's full width ``k``, so it is a
+    dense layer applied to each window of ``h`` consecutive rows of the
+    flattened ``(batch_size, L * k)`` image; max-pooling over time is an
+    element-wise maximum over the ``L - h + 1`` windows;
+  - the vertical convolution is linear and the dense layer after it is
+    too, so the two are multiplied into one ``(k, L * k)`` weight and
+    applied to the image at once (the ``d_prime * k`` vertical features
+    are never formed): ``W_fc,v . vec(w_v E + b_v) = W_eff . vec(E) +
+    b_eff``;
+  - the dense layer's weight is split by feature block, so the features
+    are never concatenated;
+  - dropout is applied once, to the ``L * k`` image, instead of to the
+    ``d_prime * k + d * L`` features.
+
+  All of it lives in one block, :class:`DenseIntent`.
+* ``'conv2d'``: the chapter's ``nn.Conv2D`` layers, max-pooling, dropout
+  on the concatenated features, and a dense layer.
+
+Both give the same scores for the same parameters (dropout aside, which
+acts on different tensors while training); ``tests/test_model.py`` copies
+one into the other. ``benchmarks/bench_step.py`` times a training step of
+each.
 """
 from mxnet import npx
 from mxnet.gluon import nn
 
 from .recommender import SequentialRecommender
 
-__all__ = ['Caser']
+__all__ = ['Caser', 'DenseIntent']
 
 npx.set_np()
+
+
+class DenseIntent(nn.HybridBlock):
+    """Caser's convolutions and dense layer, computed as dense layers.
+
+    Maps the flattened image ``vec(E)`` (``E = Q(seq)``, ``L x k``) to the
+    chapter's intent ``z = relu(W_fc [vertical, horizontal] + b_fc)``,
+    computed as the module docstring says: the vertical part folded into
+    the dense layer, the dense layer split by block, dropout on the
+    image.
+
+    Parameters
+    ----------
+    num_factors : int
+        ``k``.
+    L, d, d_prime, drop_ratio
+        As in :class:`Caser`.
+
+    Notes
+    -----
+    Parameters, in the chapter's ``Conv2D`` layout up to reshapes:
+
+    * ``conv_v_weight`` (d_prime, L), ``conv_v_bias`` (d_prime,);
+    * ``conv_h{h}_weight`` (d, h * k), ``conv_h{h}_bias`` (d,) for each
+      height ``h = 1..L``;
+    * ``fc_weight`` (k, d_prime * k + L * d), ``fc_bias`` (k,): columns
+      ``c * k + j`` read vertical filter ``c`` at column ``j`` of the
+      image, then ``d`` columns per height.
+    """
+
+    def __init__(self, num_factors, L, d, d_prime, drop_ratio, **kwargs):
+        super().__init__(**kwargs)
+        k = num_factors
+        self.num_factors, self.L, self.d, self.d_prime = k, L, d, d_prime
+        self.drop_ratio = drop_ratio
+        get = self.params.get
+        if d_prime:
+            self.conv_v_weight = get('conv_v_weight', shape=(d_prime, L))
+            self.conv_v_bias = get('conv_v_bias', shape=(d_prime,),
+                                   init='zeros')
+        for h in range(1, L + 1) if d else []:
+            setattr(self, f'conv_h{h}_weight',
+                    get(f'conv_h{h}_weight', shape=(d, h * k)))
+            setattr(self, f'conv_h{h}_bias',
+                    get(f'conv_h{h}_bias', shape=(d,), init='zeros'))
+        self.fc_weight = get('fc_weight', shape=(k, d_prime * k + d * L))
+        self.fc_bias = get('fc_bias', shape=(k,), init='zeros')
+
+    def hybrid_forward(self, F, image, fc_weight, fc_bias, **params):
+        """The intent of each row.
+
+        Parameters
+        ----------
+        image : (batch_size, L * k) float
+            The ``L`` item embeddings of each row, oldest first.
+
+        Returns
+        -------
+        (batch_size, k) float
+        """
+        k, L, d, d_prime = self.num_factors, self.L, self.d, self.d_prime
+        if self.drop_ratio:
+            image = F.npx.dropout(image, p=self.drop_ratio)
+        pre = None                               # z before relu: (b, k)
+        if d_prime:
+            # W_eff[i, l * k + j] = sum_c W_fc[i, c * k + j] w_v[c, l]
+            w_fc = F.np.reshape(fc_weight[:, :d_prime * k], (k, d_prime, k))
+            w_eff = F.np.einsum('icj,cl->ilj', w_fc,
+                                params['conv_v_weight'])
+            b_eff = fc_bias + F.np.dot(w_fc.sum(axis=2),
+                                       params['conv_v_bias'])
+            pre = F.npx.fully_connected(
+                image, F.np.reshape(w_eff, (k, L * k)), b_eff,
+                num_hidden=k)
+        for h in range(1, L + 1) if d else []:
+            weight = params[f'conv_h{h}_weight']         # (d, h * k)
+            bias = params[f'conv_h{h}_bias']
+            pooled = None                # max over the windows: (b, d)
+            for t in range(L - h + 1):
+                y = F.npx.fully_connected(image[:, t * k:(t + h) * k],
+                                          weight, bias, num_hidden=d)
+                pooled = y if pooled is None else F.np.maximum(pooled, y)
+            start = d_prime * k + (h - 1) * d      # this height's columns
+            z_h = F.npx.relu(pooled)                 # height h's features
+            w_fc = fc_weight[:, start:start + d]
+            if pre is None:
+                pre = F.npx.fully_connected(z_h, w_fc, fc_bias, num_hidden=k)
+            else:
+                pre = pre + F.npx.fully_connected(z_h, w_fc, None,
+                                                  no_bias=True, num_hidden=k)
+        return F.npx.relu(pre)
 
 
 class Caser(SequentialRecommender):
@@ -57,7 +163,9 @@ class Caser(SequentialRecommender):
     d_prime : int
         Vertical filters (``0`` removes the vertical part).
     drop_ratio : float
-        Dropout before the dense layer.
+        Dropout rate: on the features before the dense layer
+        (``conv='conv2d'``, the chapter's), on the image
+        (``conv='dense'``).
     use_user : bool
         Join the user embedding ``P`` to the intent (``False``: sequence
         only, an ablation).
@@ -71,6 +179,11 @@ class Caser(SequentialRecommender):
     -----
     Item id ``num_items`` is the padding id of ``SeqDataset``; ``Q`` has a
     row for it, ``Q_prime`` and ``b`` (the output side) do not.
+
+    Sub-blocks: ``P``, ``Q``, ``Q_prime``, ``b`` always; ``intent`` (a
+    :class:`DenseIntent`) with ``conv='dense'``; ``conv_v``, ``conv_h``,
+    ``dropout`` and ``fc`` with ``conv='conv2d'`` (the others are
+    ``None``).
     """
 
     def __init__(self, num_factors, num_users, num_items, L=5, d=16,
@@ -98,24 +211,28 @@ class Caser(SequentialRecommender):
             num_factors, L, d, d_prime)
         self.use_user, self.use_seq, self.conv = use_user, use_seq, conv
         self.P = nn.Embedding(num_users, num_factors) if use_user else None
-        self.conv_h = nn.HybridSequential()
-        self.Q = self.conv_v = self.fc = None
+        self.Q = self.intent = self.conv_v = self.conv_h = self.fc = None
         if use_seq:
             self.Q = nn.Embedding(num_items + 1, num_factors)  # + padding
-            k = num_factors
-            if d_prime and conv == 'dense':
-                self.conv_v = nn.Dense(d_prime, in_units=L, flatten=False)
-            elif d_prime:
-                self.conv_v = nn.Conv2D(d_prime, (L, 1), in_channels=1)
-            for h in range(1, L + 1) if d else []:
-                self.conv_h.add(
-                    nn.Dense(d, in_units=h * k) if conv == 'dense' else
-                    nn.Conv2D(d, (h, k), in_channels=1, activation='relu'))
-            self.dropout = nn.Dropout(drop_ratio)
-            self.fc = nn.Dense(num_factors, activation='relu',
-                               in_units=d_prime * num_factors + d * L)
+            if conv == 'dense':
+                self.intent = DenseIntent(num_factors, L, d, d_prime,
+                                          drop_ratio)
+            else:
+                self._init_conv2d(num_factors, L, d, d_prime, drop_ratio)
         self._init_output(num_items,
                           num_factors * (int(use_user) + int(use_seq)))
+
+    def _init_conv2d(self, k, L, d, d_prime, drop_ratio):
+        """The chapter's layers: ``conv_v``, ``conv_h``, ``dropout``, ``fc``.
+        """
+        if d_prime:
+            self.conv_v = nn.Conv2D(d_prime, (L, 1), in_channels=1)
+        self.conv_h = nn.HybridSequential()
+        for h in range(1, L + 1) if d else []:
+            self.conv_h.add(nn.Conv2D(d, (h, k), in_channels=1,
+                                      activation='relu'))
+        self.dropout = nn.Dropout(drop_ratio)
+        self.fc = nn.Dense(k, activation='relu', in_units=d_prime * k + d * L)
 
     def encode(self, F, user_id, seq):
         """The user's representation ``x = [z, p_u]``.
@@ -133,42 +250,24 @@ class Caser(SequentialRecommender):
         parts = []
         if self.use_seq:
             item_embs = self.Q(seq)                         # (b, L, k)
-            if self.conv == 'dense':
-                conv = self._convolve_dense(F, item_embs)
+            if self.intent is not None:
+                image = F.npx.reshape(item_embs, (-2, -1))  # (b, L * k)
+                parts.append(self.intent(image))            # z: (b, k)
             else:
-                conv = self._convolve_conv2d(F, item_embs)
-            out = conv[0] if len(conv) == 1 else F.np.concatenate(conv, 1)
-            parts.append(self.fc(self.dropout(out)))   # z: (batch_size, k)
+                parts.append(self._intent_conv2d(F, item_embs))
         if self.use_user:
-            parts.append(self.P(user_id))              # (batch_size, k)
-        return parts[0] if len(parts) == 1 else F.np.concatenate(parts, 1)
+            parts.append(self.P(user_id))                   # (b, k)
+        if len(parts) == 1:
+            return parts[0]
+        # stacking equal widths is cheaper than concatenating in MXNet 1.9
+        return F.npx.reshape(F.np.stack(parts, axis=1), (-2, -1))
 
-    def _convolve_dense(self, F, item_embs):
-        """Both convolutions as dense layers; a list of (b, ...) features.
+    def _intent_conv2d(self, F, item_embs):
+        """The chapter's intent ``z`` (b, k) from ``item_embs`` (b, L, k).
 
-        ``item_embs`` is (b, L, k). Vertical: (b, k * d_prime). Horizontal,
-        for each height h: (b, d), the max over the L - h + 1 windows.
-        """
-        L, k = self.L, self.num_factors
-        image = F.npx.reshape(item_embs, (-2, -1))          # (b, L * k)
-        conv = []
-        if self.conv_v is not None:
-            # each vertical filter: a weighted sum of the L rows
-            out_v = self.conv_v(F.np.swapaxes(item_embs, 1, 2))  # (b,k,d')
-            conv.append(F.npx.reshape(out_v, (-2, -1)))
-        for h, filters in enumerate(self.conv_h, start=1):
-            # the filters of height h read each window of h rows
-            out_h = None
-            for t in range(L - h + 1):
-                y = filters(image[:, t * k:(t + h) * k])    # (b, d)
-                out_h = y if out_h is None else F.np.maximum(out_h, y)
-            conv.append(F.npx.relu(out_h))
-        return conv
-
-    def _convolve_conv2d(self, F, item_embs):
-        """The chapter's ``Conv2D`` layers; same features as the dense way.
-
-        Vertical: (b, d_prime * k). Horizontal: (b, d) for each height.
+        MXNet 1.9's ``np.max`` passes the gradient to every window that
+        ties for the maximum (a padded sequence repeats the padding item),
+        where ``DenseIntent``'s ``np.maximum`` passes it to one.
         """
         image = F.np.expand_dims(item_embs, 1)          # (b, 1, L, k)
         conv = []
@@ -178,4 +277,5 @@ class Caser(SequentialRecommender):
         for layer in self.conv_h:
             # (b, d, L - h + 1, 1) -> max-pooling over time -> (b, d)
             conv.append(F.np.max(layer(image), axis=(2, 3)))
-        return conv
+        out = conv[0] if len(conv) == 1 else F.np.concatenate(conv, 1)
+        return self.fc(self.dropout(out))

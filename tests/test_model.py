@@ -4,6 +4,7 @@ import numpy as onp
 import pytest
 from mxnet import np
 
+from caser_gluon import fpu
 from caser_gluon.model import Caser
 
 K, USERS, ITEMS, L = 6, 7, 30, 4
@@ -24,8 +25,37 @@ def batch(size, rng):
     return users, seqs
 
 
+def conv_params(net):
+    """The convolution and dense-layer parameters of either form, as NumPy.
+
+    Returns ``w_v`` (d', L), ``b_v`` (d',), ``w_h``/``b_h`` lists of
+    (d, h, k)/(d,) per height, and ``W_fc`` (k, d' k + L d) whose first
+    d' k columns read vertical filter c at column j as column c k + j.
+    """
+    if net.conv == 'conv2d':
+        v, fc = net.conv_v, net.fc
+        return {
+            'w_v': None if v is None else v.weight.data().asnumpy(),
+            'b_v': None if v is None else v.bias.data().asnumpy(),
+            'w_h': [c.weight.data().asnumpy() for c in net.conv_h],
+            'b_h': [c.bias.data().asnumpy() for c in net.conv_h],
+            'W_fc': fc.weight.data().asnumpy(),
+            'b_fc': fc.bias.data().asnumpy()}
+    f = net.intent
+    heights = range(1, net.L + 1) if net.d else []
+
+    def get(name):
+        return getattr(f, name).data().asnumpy()
+    return {'w_v': get('conv_v_weight') if net.d_prime else None,
+            'b_v': get('conv_v_bias') if net.d_prime else None,
+            'w_h': [get(f'conv_h{h}_weight') for h in heights],
+            'b_h': [get(f'conv_h{h}_bias') for h in heights],
+            'W_fc': get('fc_weight'), 'b_fc': get('fc_bias')}
+
+
 def reference_vectors(net, users, seqs):
     """Caser's user vector computed with loops over the paper's formulas."""
+    c = conv_params(net) if net.use_seq else None
     out = []
     for u, seq in zip(users, seqs):
         feats, parts = [], []
@@ -35,20 +65,17 @@ def reference_vectors(net, users, seqs):
             out.append(parts[0])
             continue
         E = net.Q.weight.data().asnumpy()[seq]            # (L, k)
-        if net.conv_v is not None:
-            w = net.conv_v.weight.data().asnumpy().reshape(-1, L)  # (d', L)
-            b = net.conv_v.bias.data().asnumpy()
-            v = onp.einsum('cl,lk->ck', w, E) + b[:, None]     # (d', k)
-            feats.append(v.ravel() if net.conv == 'conv2d' else v.T.ravel())
-        for h, conv in enumerate(net.conv_h, start=1):
-            w = conv.weight.data().asnumpy().reshape(-1, h, K)  # (d, h, k)
-            b = conv.bias.data().asnumpy()
+        if c['w_v'] is not None:
+            w = c['w_v'].reshape(-1, L)                   # (d', L)
+            v = onp.einsum('cl,lk->ck', w, E) + c['b_v'][:, None]
+            feats.append(v.ravel())                       # (d' k,)
+        for h, (w, b) in enumerate(zip(c['w_h'], c['b_h']), start=1):
+            w = w.reshape(-1, h, K)                       # (d, h, k)
             acts = [onp.maximum((w * E[t:t + h]).sum((1, 2)) + b, 0)
                     for t in range(L - h + 1)]
             feats.append(onp.max(acts, axis=0))
         o = onp.concatenate(feats)
-        W = net.fc.weight.data().asnumpy()
-        z = onp.maximum(W @ o + net.fc.bias.data().asnumpy(), 0)
+        z = onp.maximum(c['W_fc'] @ o + c['b_fc'], 0)
         out.append(onp.concatenate([z] + parts))
     return onp.array(out)
 
@@ -118,18 +145,18 @@ def test_layer_shapes(d, d_prime):
     emb = net.Q(seqs)
     assert net.P(users).shape == (b, 10)
     assert emb.shape == (b, 5, 10)
-    image = emb.reshape(b, 50)
-    width = 0
+    assert net.conv_v is None and net.conv_h is None and net.fc is None
+    prefix = net.intent.prefix
+    shapes = {name[len(prefix):]: p.shape
+              for name, p in net.intent.collect_params().items()}
+    expected = {'fc_weight': (10, d_prime * 10 + d * 5), 'fc_bias': (10,)}
     if d_prime:
-        assert net.conv_v(emb.swapaxes(1, 2)).shape == (b, 10, d_prime)
-        width += d_prime * 10
-    else:
-        assert net.conv_v is None
-    assert len(net.conv_h) == (5 if d else 0)
-    for h, dense in enumerate(net.conv_h, start=1):
-        assert dense(image[:, :h * 10]).shape == (b, d)   # one window
-        width += d
-    assert net.fc(np.zeros((b, width))).shape == (b, 10)
+        expected.update(conv_v_weight=(d_prime, 5), conv_v_bias=(d_prime,))
+    for h in range(1, 6) if d else []:
+        expected.update({f'conv_h{h}_weight': (d, h * 10),
+                         f'conv_h{h}_bias': (d,)})
+    assert shapes == expected
+    assert net.intent(emb.reshape(b, 50)).shape == (b, 10)
     assert net.user_vectors(users, seqs).shape == (b, 20)
     assert net.Q_prime.weight.shape == (ITEMS, 20)
     assert net.Q.weight.shape == (ITEMS + 1, 10)       # + padding row
@@ -148,27 +175,30 @@ def test_conv2d_layer_shapes(d, d_prime):
         assert conv(emb).shape == (9, d, 5 - h + 1, 1)
 
 
+def copy_conv2d_into_dense(conv, dense):
+    """Give ``dense`` (conv='dense') the parameters of ``conv`` (conv2d)."""
+    for name in ['P', 'Q', 'Q_prime', 'b']:
+        getattr(dense, name).weight.set_data(
+            getattr(conv, name).weight.data())
+    f = dense.intent
+    d_prime = conv.conv_v.weight.shape[0]
+    f.conv_v_weight.set_data(conv.conv_v.weight.data().reshape(d_prime, L))
+    f.conv_v_bias.set_data(conv.conv_v.bias.data())
+    for h, layer in enumerate(conv.conv_h, start=1):
+        weight = getattr(f, f'conv_h{h}_weight')
+        weight.set_data(layer.weight.data().reshape(weight.shape))
+        getattr(f, f'conv_h{h}_bias').set_data(layer.bias.data())
+    # same column order: vertical filter c at column j, then the heights
+    f.fc_weight.set_data(conv.fc.weight.data())
+    f.fc_bias.set_data(conv.fc.bias.data())
+
+
 @pytest.mark.parametrize('hybridize', [False, True])
 def test_dense_equals_conv2d_with_the_same_filters(hybridize):
     rng = onp.random.default_rng(4)
     conv = make_net(conv='conv2d')
     dense = make_net(conv='dense')
-    for name in ['P', 'Q', 'Q_prime', 'b']:
-        getattr(dense, name).weight.set_data(
-            getattr(conv, name).weight.data())
-    d_prime = conv.conv_v.weight.shape[0]
-    dense.conv_v.weight.set_data(conv.conv_v.weight.data().reshape(
-        d_prime, L))
-    dense.conv_v.bias.set_data(conv.conv_v.bias.data())
-    for c, f in zip(conv.conv_h, dense.conv_h):
-        f.weight.set_data(c.weight.data().reshape(f.weight.shape))
-        f.bias.set_data(c.bias.data())
-    # the vertical features come out as (k, d') instead of (d', k)
-    w = conv.fc.weight.data().asnumpy()
-    order = onp.arange(d_prime * K).reshape(d_prime, K).T.ravel()
-    w[:, :d_prime * K] = w[:, order]
-    dense.fc.weight.set_data(np.array(w))
-    dense.fc.bias.set_data(conv.fc.bias.data())
+    copy_conv2d_into_dense(conv, dense)
     if hybridize:
         conv.hybridize()
         dense.hybridize()
@@ -178,6 +208,72 @@ def test_dense_equals_conv2d_with_the_same_filters(hybridize):
         dense(np.array(users), np.array(seqs), items).asnumpy(),
         conv(np.array(users), np.array(seqs), items).asnumpy(),
         rtol=1e-5, atol=1e-6)
+
+
+def test_dense_and_conv2d_gradients_agree():
+    """The folded vertical weight back-propagates as the two layers do."""
+    rng = onp.random.default_rng(5)
+    conv = make_net(conv='conv2d', hybridize=True)
+    dense = make_net(conv='dense', hybridize=True)
+    copy_conv2d_into_dense(conv, dense)
+    # no item twice in a row: the chapter's np.max over tied windows
+    # passes the gradient to each of them (MXNet 1.9), np.maximum to one
+    users = np.array(rng.integers(0, USERS, 16))
+    seqs = np.array(onp.stack([rng.permutation(ITEMS + 1)[:L]
+                               for _ in range(16)]))
+    items = np.array(rng.integers(0, ITEMS, (16, 2)))
+    for net in (conv, dense):
+        with mx.autograd.record():
+            scores = net(users, seqs, items)
+            loss = mx.npx.activation(scores[:, 1] - scores[:, 0],
+                                     act_type='softrelu').sum()
+        loss.backward()
+
+    def grad(param):
+        return param.grad().asnumpy()
+    for name in ['P', 'Q', 'Q_prime', 'b']:
+        onp.testing.assert_allclose(
+            grad(getattr(dense, name).weight),
+            grad(getattr(conv, name).weight), rtol=1e-4, atol=1e-7)
+    f = dense.intent
+    pairs = [(f.conv_v_weight, conv.conv_v.weight),
+             (f.conv_v_bias, conv.conv_v.bias),
+             (f.fc_weight, conv.fc.weight), (f.fc_bias, conv.fc.bias)]
+    for h, layer in enumerate(conv.conv_h, start=1):
+        pairs += [(getattr(f, f'conv_h{h}_weight'), layer.weight),
+                  (getattr(f, f'conv_h{h}_bias'), layer.bias)]
+    for ours, chapter in pairs:
+        onp.testing.assert_allclose(
+            grad(ours), grad(chapter).reshape(ours.shape),
+            rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize('hybridize', [False, True])
+def test_dense_dropout_acts_on_the_image_while_training(hybridize):
+    rng = onp.random.default_rng(6)
+    net = Caser(K, USERS, ITEMS, L=L, d=3, d_prime=2, drop_ratio=0.5)
+    net.initialize(init=mx.init.Normal(0.5))
+    if hybridize:
+        net.hybridize()
+    users, seqs = batch(64, rng)
+    ref = reference_vectors(net, users, seqs)
+    args = (np.array(users), np.array(seqs))
+    with mx.autograd.predict_mode():
+        onp.testing.assert_allclose(net.user_vectors(*args).asnumpy(), ref,
+                                    rtol=1e-4, atol=1e-5)
+    image = net.Q(np.array(seqs)).reshape(64, L * K)
+    with mx.autograd.train_mode():
+        mx.random.seed(7)
+        got = net.intent(image).asnumpy()
+        mx.random.seed(7)
+        kept = mx.npx.dropout(image, p=0.5).asnumpy() != 0
+    # the same image entries dropped: z of the masked image, undropped
+    masked = np.array(onp.where(kept, image.asnumpy() / 0.5, 0))
+    net.intent.drop_ratio = 0
+    with mx.autograd.predict_mode():
+        want = net.intent(masked).asnumpy()
+    assert 0.3 < kept.mean() < 0.7
+    onp.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize('use_user, use_seq', [(False, True), (True, False)])
@@ -204,3 +300,43 @@ def test_bad_arguments(kwargs, message):
     args = {'num_factors': 4, 'num_users': 3, 'num_items': 5, **kwargs}
     with pytest.raises(ValueError, match=message):
         Caser(**args)
+
+
+# ---------------------------------------------------------------------------
+# caser_gluon.fpu: flushing subnormals to zero
+# ---------------------------------------------------------------------------
+
+FPU_PROBE = '''
+from caser_gluon import fpu
+enabled = fpu.enable_flush_to_zero()
+import numpy as onp
+from mxnet import np, npx
+npx.set_np()
+tiny = np.full((3,), 1e-30, dtype='float32') * 1e-10   # an engine thread
+print(enabled, fpu.flush_to_zero_enabled(),
+      float(onp.float32(1e-30) * onp.float32(1e-10)),
+      float(tiny.asnumpy().max()))
+'''
+
+
+@pytest.mark.skipif(fpu._libm() is None,
+                    reason='FTZ/DAZ is set on x86-64 Linux with glibc only')
+def test_flush_to_zero_flushes_subnormal_products():
+    import subprocess
+    import sys
+    # 1e-30 * 1e-10 = 1e-40 is subnormal in float32 (below 1.18e-38): kept
+    # here if mxnet was imported without the call ...
+    if not fpu.flush_to_zero_enabled():
+        assert onp.float32(1e-30) * onp.float32(1e-10) > 0
+        tiny = np.full((3,), 1e-30, dtype='float32') * 1e-10
+        assert float(tiny.asnumpy().max()) == pytest.approx(1e-40)
+    # ... and flushed in a fresh interpreter that calls it before mxnet
+    out = subprocess.run([sys.executable, '-c', FPU_PROBE],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ['True', 'True', '0.0', '0.0']
+
+
+def test_flush_to_zero_is_a_no_op_elsewhere(monkeypatch):
+    monkeypatch.setattr(fpu.sys, 'platform', 'darwin')
+    assert fpu.enable_flush_to_zero() is False
+    assert fpu.read_mxcsr() is None and fpu.flush_to_zero_enabled() is False
