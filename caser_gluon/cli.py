@@ -16,6 +16,13 @@ import pathlib
 import sys
 import warnings
 
+from .fpu import enable_flush_to_zero
+
+# Subnormal floats in embeddings and Adam's moments slow some CPUs down
+# many times; MXNet's threads copy this setting when they start, so it
+# comes before numpy and mxnet are imported (caser_gluon/fpu.py).
+FLUSH_TO_ZERO = enable_flush_to_zero()
+
 from . import config as config_lib
 from .data import read_ml100k
 from .distributed import add_flags as add_dist_flags

@@ -79,6 +79,11 @@ class ModelConfig:
                           choices=ACTIVATIONS)
     ac_fc: str = _field('relu', 'activation of the dense layer (the '
                         'authors\' -ac_fc)', choices=ACTIVATIONS)
+    dropout_on: str = _field('features', 'features: dropout on the '
+                             "convolutions' features (the chapter, the "
+                             'paper); image: once on the L x k image, '
+                             'cheaper (dense form only)',
+                             choices=('features', 'image'))
     init: str = _field('chapter', 'chapter: every parameter Normal(0.01); '
                        'paper: the authors\' (embeddings Normal(1/k), '
                        'output Normal(1/2k), zero bias, layers Gluon\'s '

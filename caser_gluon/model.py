@@ -35,8 +35,10 @@ Two ways to compute the same model (``conv=``):
     b_eff``;
   - the dense layer's weight is split by feature block, so the features
     are never concatenated;
-  - dropout is applied once, to the ``L * k`` image, instead of to the
-    ``d_prime * k + d * L`` features.
+  - dropout acts on the ``d_prime * k + d * L`` features, as in the
+    chapter and the paper (the vertical ones are then formed for it); with
+    ``dropout_on='image'`` it acts once on the ``L * k`` image instead,
+    which saves a few operators per step.
 
   All of it lives in one block, :class:`DenseIntent`.
 * ``'conv2d'``: the chapter's ``nn.Conv2D`` layers, max-pooling, dropout
@@ -50,11 +52,20 @@ each.
 from mxnet import npx
 from mxnet.gluon import nn
 
+from .config import ACTIVATIONS
+from .config import ModelConfig as DEFAULTS
 from .recommender import SequentialRecommender
 
 __all__ = ['Caser', 'DenseIntent']
 
 npx.set_np()
+
+
+def _activate(F, x, name):
+    """``x`` through the named activation (the authors' choices)."""
+    if name == 'identity':
+        return x
+    return F.npx.activation(x, act_type=name)
 
 
 class DenseIntent(nn.HybridBlock):
@@ -85,11 +96,14 @@ class DenseIntent(nn.HybridBlock):
       image, then ``d`` columns per height.
     """
 
-    def __init__(self, num_factors, L, d, d_prime, drop_ratio, **kwargs):
+    def __init__(self, num_factors, L, d, d_prime, drop_ratio, *,
+                 ac_conv='relu', ac_fc='relu', dropout_on='features',
+                 **kwargs):
         super().__init__(**kwargs)
         k = num_factors
         self.num_factors, self.L, self.d, self.d_prime = k, L, d, d_prime
-        self.drop_ratio = drop_ratio
+        self.drop_ratio, self.dropout_on = drop_ratio, dropout_on
+        self.ac_conv, self.ac_fc = ac_conv, ac_fc
         get = self.params.get
         if d_prime:
             self.conv_v_weight = get('conv_v_weight', shape=(d_prime, L))
@@ -116,10 +130,14 @@ class DenseIntent(nn.HybridBlock):
         (batch_size, k) float
         """
         k, L, d, d_prime = self.num_factors, self.L, self.d, self.d_prime
-        if self.drop_ratio:
+        on_features = self.drop_ratio and self.dropout_on == 'features'
+        if self.drop_ratio and not on_features:
             image = F.npx.dropout(image, p=self.drop_ratio)
         pre = None                               # z before relu: (b, k)
-        if d_prime:
+        if d_prime and on_features:
+            pre = self._vertical_features(F, image, fc_weight, fc_bias,
+                                          params)
+        elif d_prime:
             # W_eff[i, l * k + j] = sum_c W_fc[i, c * k + j] w_v[c, l]
             w_fc = F.np.reshape(fc_weight[:, :d_prime * k], (k, d_prime, k))
             w_eff = F.np.einsum('icj,cl->ilj', w_fc,
@@ -138,14 +156,33 @@ class DenseIntent(nn.HybridBlock):
                                           weight, bias, num_hidden=d)
                 pooled = y if pooled is None else F.np.maximum(pooled, y)
             start = d_prime * k + (h - 1) * d      # this height's columns
-            z_h = F.npx.relu(pooled)                 # height h's features
+            z_h = _activate(F, pooled, self.ac_conv)  # height h's features
+            if on_features:
+                z_h = F.npx.dropout(z_h, p=self.drop_ratio)
             w_fc = fc_weight[:, start:start + d]
             if pre is None:
                 pre = F.npx.fully_connected(z_h, w_fc, fc_bias, num_hidden=k)
             else:
                 pre = pre + F.npx.fully_connected(z_h, w_fc, None,
                                                   no_bias=True, num_hidden=k)
-        return F.npx.relu(pre)
+        return _activate(F, pre, self.ac_fc)
+
+    def _vertical_features(self, F, image, fc_weight, fc_bias, params):
+        """The vertical part of ``z`` through its features, with dropout.
+
+        The chapter's order: the ``d_prime * k`` vertical features are
+        formed, dropped out, then read by their columns of the dense layer
+        (reordered to the features' ``(k, d_prime)`` layout).
+        """
+        k, L, d_prime = self.num_factors, self.L, self.d_prime
+        rows = F.np.swapaxes(F.npx.reshape(image, (-2, L, k)), 1, 2)
+        v = F.npx.fully_connected(rows, params['conv_v_weight'],
+                                  params['conv_v_bias'], num_hidden=d_prime,
+                                  flatten=False)           # (b, k, d')
+        v = F.npx.dropout(F.npx.reshape(v, (-2, -1)), p=self.drop_ratio)
+        w_fc = F.np.reshape(fc_weight[:, :d_prime * k], (k, d_prime, k))
+        w_fc = F.np.reshape(F.np.swapaxes(w_fc, 1, 2), (k, k * d_prime))
+        return F.npx.fully_connected(v, w_fc, fc_bias, num_hidden=k)
 
 
 class Caser(SequentialRecommender):
@@ -186,9 +223,12 @@ class Caser(SequentialRecommender):
     ``None``).
     """
 
-    def __init__(self, num_factors, num_users, num_items, L=5, d=16,
-                 d_prime=4, drop_ratio=0.05, *, use_user=True, use_seq=True,
-                 conv='dense', **kwargs):
+    def __init__(self, num_factors, num_users, num_items, L=DEFAULTS.L,
+                 d=DEFAULTS.d, d_prime=DEFAULTS.d_prime,
+                 drop_ratio=DEFAULTS.drop_ratio, *, use_user=True,
+                 use_seq=True, conv=DEFAULTS.conv, ac_conv=DEFAULTS.ac_conv,
+                 ac_fc=DEFAULTS.ac_fc, dropout_on=DEFAULTS.dropout_on,
+                 **kwargs):
         super().__init__(**kwargs)
         for name, value in [('num_factors', num_factors), ('L', L),
                             ('num_users', num_users),
@@ -204,6 +244,13 @@ class Caser(SequentialRecommender):
                              f'{conv!r}')
         if not (use_user or use_seq):
             raise ValueError('use_user and use_seq cannot both be False')
+        for name, value in [('ac_conv', ac_conv), ('ac_fc', ac_fc)]:
+            if value not in ACTIVATIONS:
+                raise ValueError(f'{name} must be one of {ACTIVATIONS}, got '
+                                 f'{value!r}')
+        if dropout_on not in ('features', 'image'):
+            raise ValueError(f"dropout_on must be 'features' or 'image', "
+                             f'got {dropout_on!r}')
         if not 0 <= drop_ratio < 1:
             raise ValueError(f'drop_ratio must be in [0, 1), got '
                              f'{drop_ratio!r}')
@@ -214,25 +261,31 @@ class Caser(SequentialRecommender):
         self.Q = self.intent = self.conv_v = self.conv_h = self.fc = None
         if use_seq:
             self.Q = nn.Embedding(num_items + 1, num_factors)  # + padding
+            acts = {'ac_conv': ac_conv, 'ac_fc': ac_fc}
             if conv == 'dense':
                 self.intent = DenseIntent(num_factors, L, d, d_prime,
-                                          drop_ratio)
+                                          drop_ratio, dropout_on=dropout_on,
+                                          **acts)
             else:
-                self._init_conv2d(num_factors, L, d, d_prime, drop_ratio)
+                self._init_conv2d(num_factors, L, d, d_prime, drop_ratio,
+                                  **acts)
         self._init_output(num_items,
                           num_factors * (int(use_user) + int(use_seq)))
 
-    def _init_conv2d(self, k, L, d, d_prime, drop_ratio):
+    def _init_conv2d(self, k, L, d, d_prime, drop_ratio, *, ac_conv, ac_fc):
         """The chapter's layers: ``conv_v``, ``conv_h``, ``dropout``, ``fc``.
         """
+        def gluon_name(act):
+            return None if act == 'identity' else act
         if d_prime:
             self.conv_v = nn.Conv2D(d_prime, (L, 1), in_channels=1)
         self.conv_h = nn.HybridSequential()
         for h in range(1, L + 1) if d else []:
             self.conv_h.add(nn.Conv2D(d, (h, k), in_channels=1,
-                                      activation='relu'))
+                                      activation=gluon_name(ac_conv)))
         self.dropout = nn.Dropout(drop_ratio)
-        self.fc = nn.Dense(k, activation='relu', in_units=d_prime * k + d * L)
+        self.fc = nn.Dense(k, activation=gluon_name(ac_fc),
+                           in_units=d_prime * k + d * L)
 
     def encode(self, F, user_id, seq):
         """The user's representation ``x = [z, p_u]``.

@@ -116,7 +116,7 @@ print(inspect.getsource(Caser))
 # The package's default, `conv='dense'`, computes the same features
 # faster: a filter as wide as the image is a dense layer applied to each
 # window of $h$ rows, and a vertical filter is a dense layer over the $L$
-# rows of each column (see `_convolve_dense` above).
+# rows of each column (`DenseIntent` in `caser_gluon/model.py`).
 
 # %%
 num_users, num_items = ML100K_SHAPE['users'], ML100K_SHAPE['items']

@@ -251,7 +251,8 @@ def test_dense_and_conv2d_gradients_agree():
 @pytest.mark.parametrize('hybridize', [False, True])
 def test_dense_dropout_acts_on_the_image_while_training(hybridize):
     rng = onp.random.default_rng(6)
-    net = Caser(K, USERS, ITEMS, L=L, d=3, d_prime=2, drop_ratio=0.5)
+    net = Caser(K, USERS, ITEMS, L=L, d=3, d_prime=2, drop_ratio=0.5,
+                dropout_on='image')
     net.initialize(init=mx.init.Normal(0.5))
     if hybridize:
         net.hybridize()
@@ -274,6 +275,33 @@ def test_dense_dropout_acts_on_the_image_while_training(hybridize):
         want = net.intent(masked).asnumpy()
     assert 0.3 < kept.mean() < 0.7
     onp.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize('hybridize', [False, True])
+def test_feature_dropout_is_unbiased_where_image_dropout_is_not(hybridize):
+    # identity activations: z is linear in the features, so dropping
+    # features out (the chapter's) keeps z's mean; dropping image entries
+    # out before the max-pooling does not
+    rng = onp.random.default_rng(8)
+    users, seqs = batch(1, rng)
+    means = {}
+    for where in ('features', 'image'):
+        net = Caser(K, USERS, ITEMS, L=L, d=3, d_prime=2, drop_ratio=0.5,
+                    ac_conv='identity', ac_fc='identity', dropout_on=where)
+        net.initialize(init=mx.init.Normal(0.5))
+        if hybridize:
+            net.hybridize()
+        image = net.Q(np.array(seqs)).reshape(1, L * K)
+        with mx.autograd.predict_mode():
+            clean = net.intent(image).asnumpy()[0]
+        many = np.array(onp.repeat(image.asnumpy(), 4000, axis=0))
+        mx.random.seed(3)
+        with mx.autograd.train_mode():
+            noisy = net.intent(many).asnumpy()
+        means[where] = (abs(noisy.mean(axis=0) - clean).max()
+                        / abs(clean).max())
+        assert noisy.std(axis=0).max() > 0          # dropout did act
+    assert means['features'] < 0.05 < means['image']
 
 
 @pytest.mark.parametrize('use_user, use_seq', [(False, True), (True, False)])
@@ -340,3 +368,25 @@ def test_flush_to_zero_is_a_no_op_elsewhere(monkeypatch):
     monkeypatch.setattr(fpu.sys, 'platform', 'darwin')
     assert fpu.enable_flush_to_zero() is False
     assert fpu.read_mxcsr() is None and fpu.flush_to_zero_enabled() is False
+
+
+def test_paper_init_follows_the_authors():
+    from caser_gluon.config import ModelConfig
+    from caser_gluon.zoo import build_model
+    k = 50
+    net = build_model(ModelConfig(num_factors=k, init='paper'),
+                      num_users=400, num_items=600, devices=[mx.cpu()])
+    std = {name: float(getattr(net, name).weight.data().asnumpy().std())
+           for name in ('P', 'Q', 'Q_prime')}
+    assert abs(std['P'] - 1 / k) < 0.1 / k
+    assert abs(std['Q'] - 1 / k) < 0.1 / k
+    assert abs(std['Q_prime'] - 0.5 / k) < 0.05 / k
+    assert not net.b.weight.data().asnumpy().any()
+    # layers: Uniform(+-1/sqrt(fan_in)), biases too
+    intent = net.intent
+    for name, fan_in in [('conv_v_weight', 5), ('conv_v_bias', 5),
+                         ('fc_weight', 4 * k + 16 * 5)]:
+        values = getattr(intent, name).data().asnumpy()
+        bound = fan_in ** -0.5
+        assert abs(values).max() <= bound
+        assert abs(values).max() > 0.5 * bound
