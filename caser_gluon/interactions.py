@@ -250,17 +250,34 @@ def sample_negatives(users, seen, rng, *, max_rounds=30):
             return neg
         neg[redo] = rng.integers(0, num_items, size=len(redo))
         redo = redo[hit(users[redo], neg[redo])]
-    for k in redo:
-        u = int(users[k])
-        row = seen.row(u) if isinstance(seen, ItemSets) else \
-            np.flatnonzero(seen[u])
-        _raise_if_full(users[k:k + 1], [len(row) >= num_items])
-        # the j-th unseen item is j + (number of seen items s with
-        # s - rank(s) <= j), as ``row`` is sorted
-        j = rng.integers(0, num_items - len(row))
-        neg[k] = j + np.searchsorted(row - np.arange(len(row)), j,
-                                     side='right')
+    if len(redo):
+        neg[redo] = _draw_unseen(users[redo], seen, rng)
     return neg
+
+
+def _draw_unseen(users, seen, rng):
+    """One item per entry, uniform over the user's unseen items, exactly.
+
+    With ``s`` a user's sorted seen items, the ``j``-th unseen item is
+    ``j`` plus the number of ranks ``r`` with ``s[r] - r <= j``; the
+    values ``k * num_items + s[r] - r`` (``k``: the user's rank among
+    ``users``) are sorted over all users, so one ``searchsorted`` answers
+    every entry.
+    """
+    uniq, inv = np.unique(users, return_inverse=True)
+    if isinstance(seen, ItemSets):
+        num_items, rows = seen.num_items, [seen.row(u) for u in uniq]
+    else:
+        num_items, rows = seen.shape[1], [np.flatnonzero(seen[u])
+                                          for u in uniq]
+    counts = np.array([len(r) for r in rows], dtype=np.int64)
+    _raise_if_full(uniq, counts >= num_items)
+    shifted = np.concatenate([r - np.arange(len(r)) for r in rows]
+                             + [np.zeros(0)]).astype(np.int64)
+    shifted += np.repeat(np.arange(len(uniq)) * num_items, counts)
+    j = rng.integers(0, num_items - counts[inv])
+    below = np.searchsorted(shifted, inv * num_items + j, side='right')
+    return j + below - np.r_[0, np.cumsum(counts)][inv]
 
 
 def _raise_if_full(users, full):

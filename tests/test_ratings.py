@@ -112,14 +112,26 @@ GOOD = [
 @pytest.mark.parametrize('sep, text', GOOD)
 def test_fast_reader_equals_slow_reader(tmp_path, sep, text):
     path = write(tmp_path, text)
-    kwargs = dict(sep=sep, ids='auto', integer_ratings=False, low=None,
-                  high=None)
+    kwargs = {'sep': sep, 'ids': 'auto', 'integer_ratings': False,
+              'low': None, 'high': None}
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', DataWarning)
         fast = R.read_ratings(path, sep=sep, ids='auto', min_rating=None,
                               max_rating=None, integer_ratings=False)
         slow = R._read_slow(rules(path, **kwargs))
     pd.testing.assert_frame_equal(fast, slow)
+
+
+@pytest.mark.parametrize('sep, text', GOOD[:-1])   # not float timestamps
+def test_chunks_join_into_one_frame(tmp_path, sep, text):
+    path = write(tmp_path, text)
+    kwargs = {'sep': sep, 'ids': 'token', 'integer_ratings': False,
+              'low': None, 'high': None}
+    whole = R._read_fast(rules(path, **kwargs), (True, True))
+    pieces = R._read_fast(rules(path, **kwargs), (True, True), chunksize=1)
+    pd.testing.assert_frame_equal(pieces, whole, check_categorical=False)
+    pd.testing.assert_frame_equal(pieces, R._read_slow(
+        rules(path, **kwargs)), check_categorical=False)
 
 
 def test_string_ids_round_trip(tmp_path):
