@@ -25,15 +25,18 @@ import numpy as np
 import pandas as pd
 from mxnet import gluon
 
-from .interactions import ItemSets, sample_negatives
-from .ratings import (
-    NAMES,
+from .interactions import (
     DataError,
     DataWarning,
+    ItemSets,
+    sample_negatives,
+    stable_order,
+)
+from .ratings import (
+    NAMES,
     _sniff_sep,  # noqa: F401  (importable from here)
     load_ratings,
     read_ratings,
-    stable_order,
 )
 
 __all__ = [

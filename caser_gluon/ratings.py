@@ -22,21 +22,14 @@ import warnings
 import numpy as np
 import pandas as pd
 
-__all__ = ['NAMES', 'DataError', 'DataWarning', 'load_ratings',
-           'read_ratings', 'stable_order']
+from .interactions import DataError, DataWarning, duplicated
+
+__all__ = ['NAMES', 'load_ratings', 'read_ratings']
 
 NAMES = ['user_id', 'item_id', 'rating', 'timestamp']
 ENCODING = 'utf-8-sig'          # a UTF-8 byte-order mark is dropped
 ERRORS = 'surrogateescape'      # other bytes survive as they are
 _DIGITS = re.compile(r'\s*[+-]?\d+\s*', re.ASCII)
-
-
-class DataError(ValueError):
-    """Raised when a ratings file or an argument cannot be used as data."""
-
-
-class DataWarning(UserWarning):
-    """Data that is used, but that a reader should know about."""
 
 
 def _check_file(path):
@@ -353,65 +346,10 @@ def _guess_tokens(path, sep, header):
     return _to_int(fields[0]) is None, _to_int(fields[1]) is None
 
 
-def stable_order(major, minor):
-    """Row order by ``major``, then ``minor``, then row (a stable sort).
-
-    One stable argsort of a combined int64 key when both columns are
-    integers whose ranges allow it (MovieLens: users x seconds), else two.
-
-    Parameters
-    ----------
-    major, minor : numpy.ndarray, shape (n,)
-
-    Returns
-    -------
-    numpy.ndarray of int64, shape (n,)
-    """
-    major, minor = np.asarray(major), np.asarray(minor)
-    if len(major) and major.dtype.kind in 'iu' and minor.dtype.kind in 'iu':
-        lo_a, lo_b = int(major.min()), int(minor.min())
-        span_a = int(major.max()) - lo_a + 1
-        span_b = int(minor.max()) - lo_b + 1
-        if span_a * span_b < 2 ** 63:
-            key = (major.astype(np.int64) - lo_a) * span_b
-            key += minor.astype(np.int64) - lo_b
-            return np.argsort(key, kind='stable')
-    order = np.argsort(minor, kind='stable')
-    return order[np.argsort(major[order], kind='stable')]
-
-
-def _as_array(column):
-    """Values of a column as a NumPy array (codes for a categorical)."""
-    if isinstance(column.dtype, pd.CategoricalDtype):
-        return column.cat.codes.to_numpy()
-    return column.to_numpy()
-
-
-def _duplicated(df):
-    """Rows equal to an earlier row in (user, item, timestamp), (n,) bool.
-
-    Sorted by (user, timestamp), only runs of two or more rows can hold a
-    duplicate; pandas checks those few rows.
-    """
-    users, stamps = _as_array(df.user_id), _as_array(df.timestamp)
-    order = stable_order(users, stamps)
-    users, stamps = users[order], stamps[order]
-    same = (users[1:] == users[:-1]) & (stamps[1:] == stamps[:-1])
-    tied = np.zeros(len(df), dtype=bool)
-    tied[order[1:][same]] = True
-    tied[order[:-1][same]] = True
-    dup = np.zeros(len(df), dtype=bool)
-    rows = np.flatnonzero(tied)
-    if len(rows):
-        dup[rows] = df.iloc[rows].duplicated(
-            ['user_id', 'item_id', 'timestamp'], keep='first').to_numpy()
-    return dup
-
-
 def _report_duplicates(df, path, *, first):
     """Count duplicate (user, item, timestamp) rows; warn if there are any.
     """
-    dup = _duplicated(df)
+    dup = duplicated(df)
     count = int(dup.sum())
     df.attrs['duplicates'] = count
     if count:

@@ -9,7 +9,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from caser_gluon import ratings as R
-from caser_gluon.ratings import DataError, DataWarning
+from caser_gluon.interactions import (
+    DataError,
+    DataWarning,
+    duplicated,
+    stable_order,
+)
 
 
 def write(tmp_path, text, name='ratings.dat', encoding='utf-8'):
@@ -214,11 +219,11 @@ def test_stable_order_equals_lexsort():
     major = rng.integers(0, 5, 300)
     minor = rng.integers(-3, 4, 300)
     expected = np.lexsort((np.arange(300), minor, major))
-    np.testing.assert_array_equal(R.stable_order(major, minor), expected)
+    np.testing.assert_array_equal(stable_order(major, minor), expected)
     np.testing.assert_array_equal(
-        R.stable_order(major, minor.astype(float)), expected)
+        stable_order(major, minor.astype(float)), expected)
     huge = major * 2 ** 60            # no combined key: two sorts
-    np.testing.assert_array_equal(R.stable_order(huge, minor), expected)
+    np.testing.assert_array_equal(stable_order(huge, minor), expected)
 
 
 def test_duplicates_only_within_user_and_timestamp(tmp_path):
@@ -228,4 +233,4 @@ def test_duplicates_only_within_user_and_timestamp(tmp_path):
         df = R.read_ratings(write(tmp_path, text))
     assert df.attrs['duplicates'] == 2
     expected = df.duplicated(['user_id', 'item_id', 'timestamp'])
-    np.testing.assert_array_equal(R._duplicated(df), expected.to_numpy())
+    np.testing.assert_array_equal(duplicated(df), expected.to_numpy())
