@@ -33,15 +33,13 @@ _DIGITS = re.compile(r'\s*[+-]?\d+\s*', re.ASCII)
 
 
 def _check_file(path):
-    """Raise :class:`DataError` unless ``path`` is a readable, non-empty file.
-    """
+    """Raise :class:`DataError` unless ``path`` is a readable file."""
     if not path.exists():
         raise DataError(f'{path}: ratings file not found')
     if not path.is_file():
         raise DataError(f'{path}: not a file (a ratings file was expected)')
     try:
-        with open(path, 'rb') as f:
-            f.read(1)
+        open(path, 'rb').close()
     except OSError as err:
         raise DataError(f'{path}: cannot be read ({err.strerror})') from None
     if path.stat().st_size == 0:
@@ -135,10 +133,8 @@ class _Rules:
             raise self.error(n, line, f'rating is not {what}')
         stamp = _to_int(fields[3])
         if stamp is None and not self.integer_ratings:
-            stamp = _to_float(fields[3])
-            stamp = stamp if stamp is not None and np.isfinite(stamp) \
-                else None
-        if stamp is None:
+            stamp = _to_float(fields[3])            # float timestamps
+        if stamp is None or not np.isfinite(stamp):
             raise self.error(n, line, 'timestamp is not an integer')
         if not self.low <= rating <= self.high:
             raise DataError(f'{self.path}, line {n}: rating {rating} '
@@ -155,8 +151,8 @@ def _read_slow(rules):
     with open(rules.path, encoding=ENCODING, errors=ERRORS) as f:
         for n, line in enumerate(f, 1):
             line = line.rstrip('\r\n')
-            if (n == 1 and rules.header) or not line:
-                continue
+            if (n == 1 and rules.header) or not line.strip(' '):
+                continue             # as pandas: lines of spaces are blank
             for column, value in zip(columns, rules.parse(n, line)):
                 column.append(value)
     if not columns[0]:
@@ -347,8 +343,7 @@ def _guess_tokens(path, sep, header):
 
 
 def _report_duplicates(df, path, *, first):
-    """Count duplicate (user, item, timestamp) rows; warn if there are any.
-    """
+    """Count duplicate (user, item, timestamp) rows; warn of any."""
     dup = duplicated(df)
     count = int(dup.sum())
     df.attrs['duplicates'] = count
