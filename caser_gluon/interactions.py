@@ -216,6 +216,10 @@ class ItemSets(Mapping):
         """Number of items of each user, int64 of shape (num_users,)."""
         return self._counts.copy()
 
+    def item_counts(self):
+        """Number of users of each item, int64 of shape (num_items,)."""
+        return np.bincount(self.indices, minlength=self.num_items)
+
     def row(self, u):
         """Sorted item ids of user ``u``, int array of shape (count,)."""
         u = int(u)

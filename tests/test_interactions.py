@@ -50,6 +50,7 @@ def test_sets_equal_the_dense_reference(data):
                                num_items=num_items)
     np.testing.assert_array_equal(sets.dense(), seen)
     np.testing.assert_array_equal(sets.counts(), seen.sum(axis=1))
+    np.testing.assert_array_equal(sets.item_counts(), seen.sum(axis=0))
     assert sets.nnz == seen.sum()
     for start in range(num_users + 1):
         np.testing.assert_array_equal(sets.dense(start, start + 2),
