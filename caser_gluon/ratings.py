@@ -371,7 +371,7 @@ def _codes(column):
         rank[order] = np.arange(len(order))
         return rank[column.cat.codes.to_numpy()], cats[order]
     codes, uniques = pd.factorize(column, sort=True)
-    return codes.astype(np.int64), np.asarray(uniques)
+    return codes.astype(np.int64, copy=False), np.asarray(uniques)
 
 
 def _k_core(users, items, k):
@@ -413,22 +413,24 @@ def load_ratings(path, *, sep='auto', min_rating=None, k_core=0,
     df = read_ratings(path, sep=sep, min_rating=None, max_rating=None,
                       integer_ratings=False, ids=ids)
     rows_read = len(df)
-    users, user_ids = _codes(df.user_id)
-    items, item_ids = _codes(df.item_id)
+    users, user_ids = _codes(df.pop('user_id'))
+    items, item_ids = _codes(df.pop('item_id'))
     keep = np.ones(len(df), dtype=bool)
     if min_rating is not None:
         keep = df.rating.to_numpy() >= min_rating
-    kept = np.flatnonzero(keep)
-    kept = kept[_k_core(users[kept], items[kept], k_core)]
-    if not len(kept):
+    keep[keep] = _k_core(users[keep], items[keep], k_core)
+    if not keep.any():
         raise DataError(f'{path}: no rating left after min_rating='
                         f'{min_rating} and k_core={k_core}')
-    new_users, user_ids = _compact(users[kept], user_ids)
-    new_items, item_ids = _compact(items[kept], item_ids)
-    out = pd.DataFrame({'user_id': new_users + 1, 'item_id': new_items + 1,
-                        'rating': df.rating.to_numpy()[kept],
-                        'timestamp': df.timestamp.to_numpy()[kept]},
-                       copy=False)
+    if not keep.all():                  # else no copy of 4 columns
+        users, items, df = users[keep], items[keep], df[keep]
+    users, user_ids = _compact(users, user_ids)
+    items, item_ids = _compact(items, item_ids)
+    users += 1
+    items += 1
+    out = pd.DataFrame({'user_id': users, 'item_id': items,
+                        'rating': df.rating.to_numpy(),
+                        'timestamp': df.timestamp.to_numpy()}, copy=False)
     info = {'path': str(path), 'sha256': _sha256(path),
             'rows_read': rows_read, 'rows_kept': len(out),
             'user_ids': user_ids, 'item_ids': item_ids}
@@ -438,6 +440,8 @@ def load_ratings(path, *, sep='auto', min_rating=None, k_core=0,
 def _compact(codes, uniques):
     """Renumber ``codes`` to ``0..m-1`` over the values still used."""
     used = np.bincount(codes, minlength=len(uniques)) > 0
+    if used.all():
+        return codes, uniques
     new = np.cumsum(used) - 1
     return new[codes], uniques[used]
 
