@@ -4,7 +4,10 @@ This module implements the data sections of the D2L chapter "Sequence-aware
 Recommender Systems": reading ML-100K, the sequence-aware split (each user's
 latest interaction is held out for testing), implicit feedback, and
 ``SeqDataset``, which turns each user's history into sliding windows of ``L``
-items followed by the item to predict.
+items followed by the item to predict. Beyond ML-100K, any ratings file is
+read by :mod:`.ratings` (``load_ratings``) and each user's items are kept
+as an :class:`~.interactions.ItemSets` (``load_implicit(..., as_sets=True)``),
+so memory grows with the number of ratings, never with users x items.
 
 The chapter reads ML-100K with ``d2l.read_data_ml100k``, which downloads it
 from GroupLens. Where that is impossible (no network), :func:`read_ml100k`
@@ -25,15 +28,18 @@ import numpy as np
 import pandas as pd
 from mxnet import gluon
 
-from .interactions import ItemSets, sample_negatives
-from .ratings import (
-    NAMES,
+from .interactions import (
     DataError,
     DataWarning,
+    ItemSets,
+    sample_negatives,
+    stable_order,
+)
+from .ratings import (
+    NAMES,
     _sniff_sep,  # noqa: F401  (importable from here)
     load_ratings,
     read_ratings,
-    stable_order,
 )
 
 __all__ = [

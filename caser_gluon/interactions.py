@@ -1,4 +1,9 @@
-"""Each user's set of items, compressed, and negative sampling against it.
+"""Interactions as arrays: (user, time) order, item sets, negatives.
+
+The package's data errors (:class:`DataError`, :class:`DataWarning`) and
+the array tools under the chapter's data sections: rows in (user, time)
+order (:func:`stable_order`, for the sequence-aware split), each user's
+set of items (:class:`ItemSets`) and negative sampling against it.
 
 The chapter keeps each user's training items as ``candidates``, a dict of
 lists, and its negative sampler draws items outside that set. On
@@ -21,10 +26,83 @@ Worked example: users 0 and 2 with items ``{3, 1}`` and ``{0}``::
 from collections.abc import Mapping
 
 import numpy as np
+import pandas as pd
 
-from .ratings import DataError
+__all__ = ['DataError', 'DataWarning', 'ItemSets', 'duplicated',
+           'sample_negatives', 'stable_order']
 
-__all__ = ['ItemSets', 'sample_negatives']
+
+class DataError(ValueError):
+    """Raised when a ratings file or an argument cannot be used as data."""
+
+
+class DataWarning(UserWarning):
+    """Data that is used, but that a reader should know about."""
+
+
+# ---------------------------------------------------------------------------
+# Rows in (user, time) order
+# ---------------------------------------------------------------------------
+
+def stable_order(major, minor):
+    """Row order by ``major``, then ``minor``, then row (a stable sort).
+
+    One stable argsort of a combined int64 key when both columns are
+    integers whose ranges allow it (MovieLens: users x seconds), else two.
+
+    Parameters
+    ----------
+    major, minor : numpy.ndarray, shape (n,)
+
+    Returns
+    -------
+    numpy.ndarray of int64, shape (n,)
+    """
+    major, minor = np.asarray(major), np.asarray(minor)
+    if len(major) and major.dtype.kind in 'iu' and minor.dtype.kind in 'iu':
+        lo_a, lo_b = int(major.min()), int(minor.min())
+        span_a = int(major.max()) - lo_a + 1
+        span_b = int(minor.max()) - lo_b + 1
+        if span_a * span_b < 2 ** 63:
+            key = (major.astype(np.int64) - lo_a) * span_b
+            key += minor.astype(np.int64) - lo_b
+            return np.argsort(key, kind='stable')
+    order = np.argsort(minor, kind='stable')
+    return order[np.argsort(major[order], kind='stable')]
+
+
+def _as_array(column):
+    """Values of a column as a NumPy array (codes for a categorical)."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return column.cat.codes.to_numpy()
+    return column.to_numpy()
+
+
+def duplicated(df):
+    """Rows equal to an earlier row in (user, item, timestamp), (n,) bool.
+
+    Sorted by (user, timestamp), only runs of two or more rows can hold a
+    duplicate; pandas checks those few rows.
+    """
+    users, stamps = _as_array(df.user_id), _as_array(df.timestamp)
+    order = stable_order(users, stamps)
+    users, stamps = users[order], stamps[order]
+    same = (users[1:] == users[:-1]) & (stamps[1:] == stamps[:-1])
+    tied = np.zeros(len(df), dtype=bool)
+    tied[order[1:][same]] = True
+    tied[order[:-1][same]] = True
+    dup = np.zeros(len(df), dtype=bool)
+    rows = np.flatnonzero(tied)
+    if len(rows):
+        dup[rows] = df.iloc[rows].duplicated(
+            ['user_id', 'item_id', 'timestamp'], keep='first').to_numpy()
+    return dup
+
+
+# ---------------------------------------------------------------------------
+# Each user's set of items
+# ---------------------------------------------------------------------------
+
 
 
 class ItemSets(Mapping):
@@ -138,6 +216,10 @@ class ItemSets(Mapping):
         """Number of items of each user, int64 of shape (num_users,)."""
         return self._counts.copy()
 
+    def item_counts(self):
+        """Number of users of each item, int64 of shape (num_items,)."""
+        return np.bincount(self.indices, minlength=self.num_items)
+
     def row(self, u):
         """Sorted item ids of user ``u``, int array of shape (count,)."""
         u = int(u)
@@ -250,17 +332,34 @@ def sample_negatives(users, seen, rng, *, max_rounds=30):
             return neg
         neg[redo] = rng.integers(0, num_items, size=len(redo))
         redo = redo[hit(users[redo], neg[redo])]
-    for k in redo:
-        u = int(users[k])
-        row = seen.row(u) if isinstance(seen, ItemSets) else \
-            np.flatnonzero(seen[u])
-        _raise_if_full(users[k:k + 1], [len(row) >= num_items])
-        # the j-th unseen item is j + (number of seen items s with
-        # s - rank(s) <= j), as ``row`` is sorted
-        j = rng.integers(0, num_items - len(row))
-        neg[k] = j + np.searchsorted(row - np.arange(len(row)), j,
-                                     side='right')
+    if len(redo):
+        neg[redo] = _draw_unseen(users[redo], seen, rng)
     return neg
+
+
+def _draw_unseen(users, seen, rng):
+    """One item per entry, uniform over the user's unseen items, exactly.
+
+    With ``s`` a user's sorted seen items, the ``j``-th unseen item is
+    ``j`` plus the number of ranks ``r`` with ``s[r] - r <= j``; the
+    values ``k * num_items + s[r] - r`` (``k``: the user's rank among
+    ``users``) are sorted over all users, so one ``searchsorted`` answers
+    every entry.
+    """
+    uniq, inv = np.unique(users, return_inverse=True)
+    if isinstance(seen, ItemSets):
+        num_items, rows = seen.num_items, [seen.row(u) for u in uniq]
+    else:
+        num_items, rows = seen.shape[1], [np.flatnonzero(seen[u])
+                                          for u in uniq]
+    counts = np.array([len(r) for r in rows], dtype=np.int64)
+    _raise_if_full(uniq, counts >= num_items)
+    shifted = np.concatenate([r - np.arange(len(r)) for r in rows]
+                             + [np.zeros(0)]).astype(np.int64)
+    shifted += np.repeat(np.arange(len(uniq)) * num_items, counts)
+    j = rng.integers(0, num_items - counts[inv])
+    below = np.searchsorted(shifted, inv * num_items + j, side='right')
+    return j + below - np.r_[0, np.cumsum(counts)][inv]
 
 
 def _raise_if_full(users, full):

@@ -22,8 +22,9 @@ import warnings
 import numpy as np
 import pandas as pd
 
-__all__ = ['NAMES', 'DataError', 'DataWarning', 'load_ratings',
-           'read_ratings', 'stable_order']
+from .interactions import DataError, DataWarning, duplicated
+
+__all__ = ['NAMES', 'load_ratings', 'read_ratings']
 
 NAMES = ['user_id', 'item_id', 'rating', 'timestamp']
 ENCODING = 'utf-8-sig'          # a UTF-8 byte-order mark is dropped
@@ -31,24 +32,14 @@ ERRORS = 'surrogateescape'      # other bytes survive as they are
 _DIGITS = re.compile(r'\s*[+-]?\d+\s*', re.ASCII)
 
 
-class DataError(ValueError):
-    """Raised when a ratings file or an argument cannot be used as data."""
-
-
-class DataWarning(UserWarning):
-    """Data that is used, but that a reader should know about."""
-
-
 def _check_file(path):
-    """Raise :class:`DataError` unless ``path`` is a readable, non-empty file.
-    """
+    """Raise :class:`DataError` unless ``path`` is a readable file."""
     if not path.exists():
         raise DataError(f'{path}: ratings file not found')
     if not path.is_file():
         raise DataError(f'{path}: not a file (a ratings file was expected)')
     try:
-        with open(path, 'rb') as f:
-            f.read(1)
+        open(path, 'rb').close()
     except OSError as err:
         raise DataError(f'{path}: cannot be read ({err.strerror})') from None
     if path.stat().st_size == 0:
@@ -142,10 +133,8 @@ class _Rules:
             raise self.error(n, line, f'rating is not {what}')
         stamp = _to_int(fields[3])
         if stamp is None and not self.integer_ratings:
-            stamp = _to_float(fields[3])
-            stamp = stamp if stamp is not None and np.isfinite(stamp) \
-                else None
-        if stamp is None:
+            stamp = _to_float(fields[3])            # float timestamps
+        if stamp is None or not np.isfinite(stamp):
             raise self.error(n, line, 'timestamp is not an integer')
         if not self.low <= rating <= self.high:
             raise DataError(f'{self.path}, line {n}: rating {rating} '
@@ -162,8 +151,8 @@ def _read_slow(rules):
     with open(rules.path, encoding=ENCODING, errors=ERRORS) as f:
         for n, line in enumerate(f, 1):
             line = line.rstrip('\r\n')
-            if (n == 1 and rules.header) or not line:
-                continue
+            if (n == 1 and rules.header) or not line.strip(' '):
+                continue             # as pandas: lines of spaces are blank
             for column, value in zip(columns, rules.parse(n, line)):
                 column.append(value)
     if not columns[0]:
@@ -353,65 +342,9 @@ def _guess_tokens(path, sep, header):
     return _to_int(fields[0]) is None, _to_int(fields[1]) is None
 
 
-def stable_order(major, minor):
-    """Row order by ``major``, then ``minor``, then row (a stable sort).
-
-    One stable argsort of a combined int64 key when both columns are
-    integers whose ranges allow it (MovieLens: users x seconds), else two.
-
-    Parameters
-    ----------
-    major, minor : numpy.ndarray, shape (n,)
-
-    Returns
-    -------
-    numpy.ndarray of int64, shape (n,)
-    """
-    major, minor = np.asarray(major), np.asarray(minor)
-    if len(major) and major.dtype.kind in 'iu' and minor.dtype.kind in 'iu':
-        lo_a, lo_b = int(major.min()), int(minor.min())
-        span_a = int(major.max()) - lo_a + 1
-        span_b = int(minor.max()) - lo_b + 1
-        if span_a * span_b < 2 ** 63:
-            key = (major.astype(np.int64) - lo_a) * span_b
-            key += minor.astype(np.int64) - lo_b
-            return np.argsort(key, kind='stable')
-    order = np.argsort(minor, kind='stable')
-    return order[np.argsort(major[order], kind='stable')]
-
-
-def _as_array(column):
-    """Values of a column as a NumPy array (codes for a categorical)."""
-    if isinstance(column.dtype, pd.CategoricalDtype):
-        return column.cat.codes.to_numpy()
-    return column.to_numpy()
-
-
-def _duplicated(df):
-    """Rows equal to an earlier row in (user, item, timestamp), (n,) bool.
-
-    Sorted by (user, timestamp), only runs of two or more rows can hold a
-    duplicate; pandas checks those few rows.
-    """
-    users, stamps = _as_array(df.user_id), _as_array(df.timestamp)
-    order = stable_order(users, stamps)
-    users, stamps = users[order], stamps[order]
-    same = (users[1:] == users[:-1]) & (stamps[1:] == stamps[:-1])
-    tied = np.zeros(len(df), dtype=bool)
-    tied[order[1:][same]] = True
-    tied[order[:-1][same]] = True
-    dup = np.zeros(len(df), dtype=bool)
-    rows = np.flatnonzero(tied)
-    if len(rows):
-        dup[rows] = df.iloc[rows].duplicated(
-            ['user_id', 'item_id', 'timestamp'], keep='first').to_numpy()
-    return dup
-
-
 def _report_duplicates(df, path, *, first):
-    """Count duplicate (user, item, timestamp) rows; warn if there are any.
-    """
-    dup = _duplicated(df)
+    """Count duplicate (user, item, timestamp) rows; warn of any."""
+    dup = duplicated(df)
     count = int(dup.sum())
     df.attrs['duplicates'] = count
     if count:
@@ -438,7 +371,7 @@ def _codes(column):
         rank[order] = np.arange(len(order))
         return rank[column.cat.codes.to_numpy()], cats[order]
     codes, uniques = pd.factorize(column, sort=True)
-    return codes.astype(np.int64), np.asarray(uniques)
+    return codes.astype(np.int64, copy=False), np.asarray(uniques)
 
 
 def _k_core(users, items, k):
@@ -480,22 +413,24 @@ def load_ratings(path, *, sep='auto', min_rating=None, k_core=0,
     df = read_ratings(path, sep=sep, min_rating=None, max_rating=None,
                       integer_ratings=False, ids=ids)
     rows_read = len(df)
-    users, user_ids = _codes(df.user_id)
-    items, item_ids = _codes(df.item_id)
+    users, user_ids = _codes(df.pop('user_id'))
+    items, item_ids = _codes(df.pop('item_id'))
     keep = np.ones(len(df), dtype=bool)
     if min_rating is not None:
         keep = df.rating.to_numpy() >= min_rating
-    kept = np.flatnonzero(keep)
-    kept = kept[_k_core(users[kept], items[kept], k_core)]
-    if not len(kept):
+    keep[keep] = _k_core(users[keep], items[keep], k_core)
+    if not keep.any():
         raise DataError(f'{path}: no rating left after min_rating='
                         f'{min_rating} and k_core={k_core}')
-    new_users, user_ids = _compact(users[kept], user_ids)
-    new_items, item_ids = _compact(items[kept], item_ids)
-    out = pd.DataFrame({'user_id': new_users + 1, 'item_id': new_items + 1,
-                        'rating': df.rating.to_numpy()[kept],
-                        'timestamp': df.timestamp.to_numpy()[kept]},
-                       copy=False)
+    if not keep.all():                  # else no copy of 4 columns
+        users, items, df = users[keep], items[keep], df[keep]
+    users, user_ids = _compact(users, user_ids)
+    items, item_ids = _compact(items, item_ids)
+    users += 1
+    items += 1
+    out = pd.DataFrame({'user_id': users, 'item_id': items,
+                        'rating': df.rating.to_numpy(),
+                        'timestamp': df.timestamp.to_numpy()}, copy=False)
     info = {'path': str(path), 'sha256': _sha256(path),
             'rows_read': rows_read, 'rows_kept': len(out),
             'user_ids': user_ids, 'item_ids': item_ids}
@@ -505,6 +440,8 @@ def load_ratings(path, *, sep='auto', min_rating=None, k_core=0,
 def _compact(codes, uniques):
     """Renumber ``codes`` to ``0..m-1`` over the values still used."""
     used = np.bincount(codes, minlength=len(uniques)) > 0
+    if used.all():
+        return codes, uniques
     new = np.cumsum(used) - 1
     return new[codes], uniques[used]
 

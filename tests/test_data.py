@@ -307,3 +307,73 @@ def test_load_ratings_header_and_float_ratings(tmp_path):
         data_lib.load_ratings(bad, ids='int')
     with pytest.raises(DataError, match='no rating left'):
         data_lib.load_ratings(path, min_rating=5)
+
+
+# ---------------------------------------------------------------------------
+# Large-data routes: vectorised split, ItemSets candidates
+# ---------------------------------------------------------------------------
+
+def reference_split(df):
+    """Per-user loops: the latest row (first in file order) is the test row.
+    """
+    rows = {}
+    for pos, (u, t) in enumerate(zip(df.user_id, df.timestamp)):
+        rows.setdefault(u, []).append((t, pos))
+    train, test = [], []
+    for u in sorted(rows):
+        history = sorted(rows[u])                 # by time, then file order
+        latest = max(t for t, _ in history)
+        held = min(pos for t, pos in history if t == latest)
+        test.append(held)
+        train += [pos for _, pos in history if pos != held]
+    return train, test
+
+
+@pytest.mark.parametrize('seed', range(5))
+def test_split_equals_loop_reference_with_ties(seed):
+    rng = np.random.default_rng(seed)
+    n = 400
+    df = pd.DataFrame({'user_id': rng.integers(1, 30, n),
+                       'item_id': rng.integers(1, 50, n),
+                       'rating': rng.integers(1, 6, n),
+                       'timestamp': rng.integers(0, 6, n) * 10 ** 9},
+                      index=rng.permutation(n) + 1000)
+    if seed == 4:
+        df['timestamp'] = df.timestamp / 7.0        # float timestamps
+    train, test = data_lib.split_seq_aware(df, 30, 50)
+    ref_train, ref_test = reference_split(df)
+    pd.testing.assert_frame_equal(train, df.iloc[ref_train])
+    pd.testing.assert_frame_equal(test, df.iloc[ref_test])
+
+
+def test_item_sets_route_equals_dict_route(ml100k_split):
+    s = ml100k_split
+    users, items, sets = data_lib.load_implicit(s['train_df'], 943, 1682,
+                                                as_sets=True)
+    np.testing.assert_array_equal(users, s['users'])
+    np.testing.assert_array_equal(items, s['items'])
+    assert sets == {u: sorted(set(v)) for u, v in s['candidates'].items()}
+    a = SeqDataset(users, items, 5, 943, 1682, sets, seed=3)
+    b = SeqDataset(users, items, 5, 943, 1682, s['candidates'], seed=3)
+    assert a.cand is sets and b.cand is s['candidates']
+    np.testing.assert_array_equal(a.seen.dense(),
+                                  data_lib.seen_mask(b.cand, 943, 1682))
+    for name in ('seq_users', 'seq_items', 'seq_tgt', 'test_seq'):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    assert [int(a[k][3][0]) for k in range(20)] == \
+        [int(b[k][3][0]) for k in range(20)]
+    nnz = sum(len(set(v)) for v in s['candidates'].values())
+    assert a.seen.nbytes == 944 * 8 + nnz * 4 + 943 * 8 + nnz * 8
+    assert a.nbytes == a.seen.nbytes + a.seq_users.nbytes + \
+        a.seq_items.nbytes + a.seq_tgt.nbytes + a.test_seq.nbytes
+
+
+def test_missing_titles_name_the_file(tmp_path, monkeypatch):
+    data_dir = tmp_path / 'ml'
+    write(data_dir.parent, '', 'placeholder')
+    data_dir.mkdir()
+    write(data_dir, '1\t2\t3\t100\n')
+    monkeypatch.setenv('CASER_DATA_DIR', str(data_dir))
+    monkeypatch.chdir(data_dir)                   # no ../data/ml-100k
+    with pytest.raises(DataError, match='u.item: .*not found'):
+        data_lib.read_titles(data_dir)

@@ -9,7 +9,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from caser_gluon import ratings as R
-from caser_gluon.ratings import DataError, DataWarning
+from caser_gluon.interactions import (
+    DataError,
+    DataWarning,
+    duplicated,
+    stable_order,
+)
 
 
 def write(tmp_path, text, name='ratings.dat', encoding='utf-8'):
@@ -100,7 +105,7 @@ def test_byte_order_mark_is_ignored(tmp_path, text):
 
 
 GOOD = [
-    ('\t', '1\t2\t3\t100\n2\t1\t5.0\t90\n\n3\t7\t4\t90\n'),
+    ('\t', '1\t2\t3\t100\n2\t1\t5.0\t90\n\n3\t7\t4\t90\n  \n'),
     (',', 'u,i,r,t\n10,2,3.5,100\n9,1,5,90\n100,1,0.5,91.0\n'),
     ('::', '1::2::3::978300760\n2::1::5::978302109\n'),
     (',', 'A1B,B0001,4.5,10\nA2,B0001,3,11\nA1B,B0002,2,12\n'),
@@ -112,14 +117,26 @@ GOOD = [
 @pytest.mark.parametrize('sep, text', GOOD)
 def test_fast_reader_equals_slow_reader(tmp_path, sep, text):
     path = write(tmp_path, text)
-    kwargs = dict(sep=sep, ids='auto', integer_ratings=False, low=None,
-                  high=None)
+    kwargs = {'sep': sep, 'ids': 'auto', 'integer_ratings': False,
+              'low': None, 'high': None}
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', DataWarning)
         fast = R.read_ratings(path, sep=sep, ids='auto', min_rating=None,
                               max_rating=None, integer_ratings=False)
         slow = R._read_slow(rules(path, **kwargs))
     pd.testing.assert_frame_equal(fast, slow)
+
+
+@pytest.mark.parametrize('sep, text', GOOD[:-1])   # not float timestamps
+def test_chunks_join_into_one_frame(tmp_path, sep, text):
+    path = write(tmp_path, text)
+    kwargs = {'sep': sep, 'ids': 'token', 'integer_ratings': False,
+              'low': None, 'high': None}
+    whole = R._read_fast(rules(path, **kwargs), (True, True))
+    pieces = R._read_fast(rules(path, **kwargs), (True, True), chunksize=1)
+    pd.testing.assert_frame_equal(pieces, whole, check_categorical=False)
+    pd.testing.assert_frame_equal(pieces, R._read_slow(
+        rules(path, **kwargs)), check_categorical=False)
 
 
 def test_string_ids_round_trip(tmp_path):
@@ -202,11 +219,11 @@ def test_stable_order_equals_lexsort():
     major = rng.integers(0, 5, 300)
     minor = rng.integers(-3, 4, 300)
     expected = np.lexsort((np.arange(300), minor, major))
-    np.testing.assert_array_equal(R.stable_order(major, minor), expected)
+    np.testing.assert_array_equal(stable_order(major, minor), expected)
     np.testing.assert_array_equal(
-        R.stable_order(major, minor.astype(float)), expected)
+        stable_order(major, minor.astype(float)), expected)
     huge = major * 2 ** 60            # no combined key: two sorts
-    np.testing.assert_array_equal(R.stable_order(huge, minor), expected)
+    np.testing.assert_array_equal(stable_order(huge, minor), expected)
 
 
 def test_duplicates_only_within_user_and_timestamp(tmp_path):
@@ -216,4 +233,4 @@ def test_duplicates_only_within_user_and_timestamp(tmp_path):
         df = R.read_ratings(write(tmp_path, text))
     assert df.attrs['duplicates'] == 2
     expected = df.duplicated(['user_id', 'item_id', 'timestamp'])
-    np.testing.assert_array_equal(R._duplicated(df), expected.to_numpy())
+    np.testing.assert_array_equal(duplicated(df), expected.to_numpy())
