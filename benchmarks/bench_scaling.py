@@ -1,7 +1,7 @@
 """Throughput of the chapter's training on 1 and 2 devices or processes.
 
 Runs ``python -m caser_gluon.train`` (one process, ``--devices cpu`` or
-``cpu:2``) and ``python -m caser_gluon.distributed`` (``dist_sync`` with 1
+``cpu:2``) and ``python -m caser_gluon.launcher`` (``dist_sync`` with 1
 or 2 workers, ``dist_async`` with 2) for a few epochs each, and reads the
 run folders: training examples per second of the fastest epoch after the
 first (the first includes hybridisation and the kvstore's start; the best
@@ -52,7 +52,7 @@ def run_config(name, launcher, train_args, *, epochs=3, batch_size=4096,
     ----------
     name : str
     launcher : list of str or None
-        Flags of ``python -m caser_gluon.distributed``; ``None`` runs one
+        Flags of ``python -m caser_gluon.launcher``; ``None`` runs one
         ``python -m caser_gluon.train`` process.
     train_args : list of str
         Flags of ``python -m caser_gluon.train``.
@@ -74,7 +74,7 @@ def run_config(name, launcher, train_args, *, epochs=3, batch_size=4096,
         if launcher is None:
             cmd = [sys.executable, '-m', 'caser_gluon.train', *flags]
         else:
-            cmd = [sys.executable, '-m', 'caser_gluon.distributed',
+            cmd = [sys.executable, '-m', 'caser_gluon.launcher',
                    *launcher, '--timeout', str(timeout), '--', *flags]
         start = time.perf_counter()
         done = subprocess.run(cmd, capture_output=True, text=True,

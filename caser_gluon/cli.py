@@ -25,9 +25,10 @@ FLUSH_TO_ZERO = enable_flush_to_zero()
 
 from . import config as config_lib
 from .data import read_ml100k
-from .distributed import add_flags as add_dist_flags
-from .distributed import is_dist, run_launcher
+from .distributed import is_dist
 from .experiments import add_flags as add_experiments_flags
+from .launcher import add_flags as add_dist_flags
+from .launcher import run_launcher
 from .pipeline import run_training
 from .recommend import add_flags as add_recommend_flags
 

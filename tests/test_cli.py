@@ -9,7 +9,7 @@ import sys
 import pytest
 from helpers import error_line, run_cli, write_ratings
 
-from caser_gluon import distributed as dist_lib
+from caser_gluon import launcher as launch_lib
 from caser_gluon.config import DataConfig, ModelConfig, TrainConfig
 
 #: flags of ``train`` that are not configuration fields
@@ -79,9 +79,9 @@ def no_launch(monkeypatch):
     """``train-dist`` that would launch records instead (and its SIGTERM
     handler stays this process's)."""
     launched = []
-    monkeypatch.setattr(dist_lib, 'launch',
+    monkeypatch.setattr(launch_lib, 'launch',
                         lambda *a, **k: launched.append((a, k)) or 0)
-    monkeypatch.setattr(dist_lib.signal, 'signal', lambda *a: None)
+    monkeypatch.setattr(launch_lib.signal, 'signal', lambda *a: None)
     return launched
 
 
@@ -155,6 +155,6 @@ def test_train_dist_passes_worker_flags(no_launch):
 
 
 def test_nonzero_launcher_code_is_the_exit_status(monkeypatch):
-    monkeypatch.setattr(dist_lib, 'launch', lambda *a, **k: 3)
-    monkeypatch.setattr(dist_lib.signal, 'signal', lambda *a: None)
+    monkeypatch.setattr(launch_lib, 'launch', lambda *a, **k: 3)
+    monkeypatch.setattr(launch_lib.signal, 'signal', lambda *a: None)
     assert run_cli(['train-dist', '--', '--epochs', '1']) == 3

@@ -21,6 +21,7 @@ from helpers import error_line, run_cli
 from mxnet import autograd, gluon, np
 
 from caser_gluon import distributed as dist_lib
+from caser_gluon import launcher as launch_lib
 from caser_gluon import losses
 from caser_gluon import train as train_lib
 from caser_gluon.config import ModelConfig
@@ -145,12 +146,12 @@ def test_dist_kvstore_without_scheduler_fails_clearly(monkeypatch, capsys):
 
 def test_train_args_get_kvstore_and_one_out(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)         # the fresh --out is made here
-    argv = dist_lib._train_argv(['--epochs', '1'], kvstore='dist_async')
+    argv = launch_lib._train_argv(['--epochs', '1'], kvstore='dist_async')
     assert argv[:4] == ['--epochs', '1', '--kvstore', 'dist_async']
     assert argv[4] == '--out' and argv[5].startswith('runs/caser-dist-')
     assert (tmp_path / argv[5]).is_dir()
     kept = ['--kvstore=dist_sync', '--out', 'x']
-    assert dist_lib._train_argv(kept, kvstore='dist_async') == kept
+    assert launch_lib._train_argv(kept, kvstore='dist_async') == kept
 
 
 def _alive(pid):
@@ -178,11 +179,11 @@ def test_wait_stops_when_a_server_dies(dying, capsys):
     procs[roles.index(dying)] = (dying, _spawn('import sys; sys.exit(3)'))
     try:
         begin = time.monotonic()
-        code = dist_lib._wait(procs, deadline=time.monotonic() + 30,
+        code = launch_lib._wait(procs, deadline=time.monotonic() + 30,
                               timeout=30)
         assert time.monotonic() - begin < 20
     finally:
-        dist_lib._stop([p for _, p in procs])
+        launch_lib._stop([p for _, p in procs])
     assert code != 0
     pid = procs[roles.index(dying)][1].pid
     assert capsys.readouterr().err.strip() == (
@@ -198,14 +199,14 @@ def test_wait_returns_the_workers_outcome(capsys):
                ('worker', _spawn('import sys; sys.exit(5)'))]
     slow = [('scheduler', _spawn(SLEEP)), ('worker', _spawn(SLEEP))]
     try:
-        assert dist_lib._wait(ok, deadline=None, timeout=None) == 0
-        assert dist_lib._wait(failing, deadline=None, timeout=None) == 5
+        assert launch_lib._wait(ok, deadline=None, timeout=None) == 0
+        assert launch_lib._wait(failing, deadline=None, timeout=None) == 5
         assert 'a worker exited with code 5' in capsys.readouterr().err
-        assert dist_lib._wait(slow, deadline=time.monotonic() + 0.5,
+        assert launch_lib._wait(slow, deadline=time.monotonic() + 0.5,
                               timeout=0.5) == 124
         assert 'timeout after 0.5 s' in capsys.readouterr().err
     finally:
-        dist_lib._stop([p for _, p in ok + failing + slow])
+        launch_lib._stop([p for _, p in ok + failing + slow])
     assert not any(_alive(p.pid) for _, p in ok + failing + slow)
 
 
@@ -239,7 +240,7 @@ def test_launch_stops_everything_when_a_process_fails(tmp_path, capsys,
     begin = time.monotonic()
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(subprocess, 'Popen', recording_popen)
-        got = dist_lib.launch(['--out', str(tmp_path / 'run')], workers=2,
+        got = launch_lib.launch(['--out', str(tmp_path / 'run')], workers=2,
                               servers=1, timeout=60,
                               python=stand_in_python(tmp_path, script))
     assert got == code
@@ -258,15 +259,15 @@ def test_wait_lets_workers_finish_after_a_clean_scheduler_exit(
              ('worker', _spawn('import time; time.sleep(0.5)'))]
     hung = [('scheduler', _spawn('pass')), ('worker', _spawn(SLEEP))]
     try:
-        assert dist_lib._wait(procs, deadline=time.monotonic() + 30,
+        assert launch_lib._wait(procs, deadline=time.monotonic() + 30,
                               timeout=30) == 0
-        monkeypatch.setattr(dist_lib, 'SERVER_GRACE', 0.5)
+        monkeypatch.setattr(launch_lib, 'SERVER_GRACE', 0.5)
         begin = time.monotonic()
-        assert dist_lib._wait(hung, deadline=time.monotonic() + 30,
+        assert launch_lib._wait(hung, deadline=time.monotonic() + 30,
                               timeout=30) == 1
         assert time.monotonic() - begin < 15
     finally:
-        dist_lib._stop([p for _, p in procs + hung])
+        launch_lib._stop([p for _, p in procs + hung])
     assert 'left 0.5 s ago and workers still run' in capsys.readouterr().err
     assert not any(_alive(p.pid) for _, p in procs + hung)
 
@@ -274,7 +275,7 @@ def test_wait_lets_workers_finish_after_a_clean_scheduler_exit(
 @pytest.mark.slow
 def test_dist_sync_two_workers_on_loopback(tmp_path):
     out = tmp_path / 'run'
-    cmd = [sys.executable, '-m', 'caser_gluon.distributed', '--workers',
+    cmd = [sys.executable, '-m', 'caser_gluon.launcher', '--workers',
            '2', '--servers', '1', '--timeout', '150', '--',
            '--epochs', '1', '--batch-size', '4096', '--devices', 'cpu',
            '--quiet', '--out', str(out)]

@@ -283,7 +283,7 @@ def test_feature_dropout_is_unbiased_where_image_dropout_is_not(hybridize):
     # features out (the chapter's) keeps z's mean; dropping image entries
     # out before the max-pooling does not
     rng = onp.random.default_rng(8)
-    users, seqs = batch(1, rng)
+    _, seqs = batch(1, rng)
     means = {}
     for where in ('features', 'image'):
         net = Caser(K, USERS, ITEMS, L=L, d=3, d_prime=2, drop_ratio=0.5,
