@@ -192,7 +192,7 @@ class ItemSets(Mapping):
     # -- queries ------------------------------------------------------------
 
     @property
-    def keys_(self):
+    def pair_keys(self):
         """int64 keys ``u * num_items + i``, sorted, shape (nnz,)."""
         if self._keys is None:
             rows = np.repeat(np.arange(self.num_users, dtype=np.int64),
@@ -245,7 +245,7 @@ class ItemSets(Mapping):
         valid = (users >= 0) & (users < self.num_users) & \
             (items >= 0) & (items < self.num_items)
         query = np.where(valid, users * self.num_items + items, -1)
-        keys = self.keys_
+        keys = self.pair_keys
         if not len(keys):
             return np.zeros(query.shape, dtype=bool)
         # sorted queries walk ``keys`` in order: far fewer cache misses

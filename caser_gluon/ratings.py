@@ -158,21 +158,15 @@ def _read_slow(rules):
     if not columns[0]:
         raise DataError(f'{rules.path}: the ratings file has no rating')
     tokens = (rules.ids != 'int',) * 2
+    ids = [pd.Categorical(c) if tokens[0] else np.array(c, dtype=np.int64)
+           for c in columns[:2]]
     df = pd.DataFrame({
-        'user_id': _id_column(columns[0], tokens[0]),
-        'item_id': _id_column(columns[1], tokens[1]),
+        'user_id': ids[0], 'item_id': ids[1],
         'rating': np.array(columns[2], dtype=np.int64
                            if rules.integer_ratings else float),
         'timestamp': np.array(columns[3], dtype=np.int64 if all(
             isinstance(v, int) for v in columns[3]) else float)})
     return _numeric_tokens(df, rules, tokens)
-
-
-def _id_column(values, token):
-    """int64 ids, or (``token``) categorical strings."""
-    if token:
-        return pd.Categorical(values)
-    return np.array(values, dtype=np.int64)
 
 
 # ---------------------------------------------------------------------------
