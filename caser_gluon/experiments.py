@@ -81,8 +81,7 @@ def popularity_scorer(dataset):
     callable
         ``score(start, stop) -> (stop - start, num_items)`` scores.
     """
-    counts = onp.bincount(dataset.seen.indices,
-                          minlength=dataset.num_items).astype(float)
+    counts = dataset.seen.item_counts().astype(float)
     return lambda start, stop: onp.broadcast_to(counts,
                                                 (stop - start, len(counts)))
 
