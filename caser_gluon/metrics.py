@@ -51,30 +51,42 @@ def target_ranks(scores, targets, excluded, *, num_ranked=None):
     num_candidates : (B,) int64
     """
     n = scores.shape[1] if num_ranked is None else num_ranked
-    scores = np.where(np.isnan(scores[:, :n]), -np.inf, scores[:, :n])
+    scores = scores[:, :n]
+    if np.isnan(scores).any():
+        scores = np.where(np.isnan(scores), -np.inf, scores)
     targets = np.asarray(targets, np.int64)
     rows_e = np.repeat(np.arange(len(scores)), excluded.counts())
-    items_e = excluded.indices
-    keep = items_e < n
-    rows_e, items_e = rows_e[keep], items_e[keep]
+    keep = excluded.indices < n
+    rows_e, items_e = rows_e[keep], excluded.indices[keep]
     scores_e = scores[rows_e, items_e]
-    ids = np.arange(n)
     ranks = np.full(targets.shape, -1, np.int64)
     for r in range(targets.shape[1]):
         t = targets[:, r]
         valid = (t >= 0) & (t < n)
         ts = np.where(valid, scores[np.arange(len(t)), np.minimum(t, n - 1)],
                       np.nan)
-        before = ((scores > ts[:, None])
-                  | ((scores == ts[:, None]) & (ids < t[:, None])))
-        before_e = ((scores_e > ts[rows_e])
-                    | ((scores_e == ts[rows_e]) & (items_e < t[rows_e])))
-        count = before.sum(axis=1) - np.bincount(
-            rows_e, weights=before_e, minlength=len(t)).astype(np.int64)
+        count = _before(scores, ts, t) - np.bincount(
+            rows_e, weights=(scores_e > ts[rows_e]) | (
+                (scores_e == ts[rows_e]) & (items_e < t[rows_e])),
+            minlength=len(t)).astype(np.int64)
         ok = valid & ~np.isneginf(ts) & ~_is_excluded(excluded, t)
         ranks[ok, r] = count[ok]
     num_candidates = n - np.bincount(rows_e, minlength=len(scores))
     return ranks, num_candidates
+
+
+def _before(scores, ts, t):
+    """(B,) items before each target: higher score, or tie and smaller id.
+
+    Two passes over the block (``>`` and ``==``); the ids of tied items
+    are looked at only in the rows with a tie besides the target itself.
+    """
+    column = ts[:, None]
+    count = np.count_nonzero(scores > column, axis=1)
+    ties = np.count_nonzero(scores == column, axis=1)
+    for u in np.flatnonzero(ties > 1):
+        count[u] += np.count_nonzero(scores[u, :t[u]] == ts[u])
+    return count
 
 
 def _is_excluded(excluded, items):
