@@ -11,6 +11,10 @@ from mxnet import autograd, gluon, ndarray, np, npx
 
 from caser_gluon.session_models import GRU4Rec, SASRec
 
+# the models ignore user_id, which a hybridized block reports
+pytestmark = pytest.mark.filterwarnings(
+    'ignore:The 0-th input to HybridBlock is not used')
+
 K, USERS, ITEMS, L = 8, 5, 30, 6
 STEPS = 100          # Adam steps in the planted-rule test
 
