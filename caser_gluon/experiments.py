@@ -57,6 +57,13 @@ CONFIGS = {
     'sampled softmax, 100 negatives': {'loss': 'sampled',
                                        'num_negatives': 100},
     'full softmax (CE)': {'loss': 'ce'},
+    'caser, 24 epochs (tuned on validation)': {'epochs': 24},
+    'caser, no user embedding, 37 epochs (session-based)': {
+        'use_user': False, 'epochs': 37},
+    'GRU4Rec, lr 0.03, 17 epochs (session-based)': {
+        'model': 'gru4rec', 'lr': 0.03, 'epochs': 17, 'drop_ratio': 0.2},
+    'SASRec, lr 0.003, 22 epochs (session-based)': {
+        'model': 'sasrec', 'lr': 0.003, 'epochs': 22, 'drop_ratio': 0.2},
     'preset paper': {'preset': 'paper'},
     'preset best': {'preset': 'best'},
 }

@@ -30,6 +30,10 @@ def _session_kwargs(config):
     return {'L': config.L, 'dropout': config.drop_ratio}
 
 
+#: ``--model`` name -> initialiser: the chapter's for Caser, Xavier (what
+#: they were tuned with, experiments/SESSIONS.md) for the session models
+INITS = {'caser': mx.init.Normal(0.01), 'gru4rec': mx.init.Xavier(),
+         'sasrec': mx.init.Xavier()}
 #: ``--model`` name -> the constructor's keyword arguments from a config
 KWARGS = {'caser': _caser_kwargs, 'gru4rec': _session_kwargs,
           'sasrec': _session_kwargs}
@@ -63,7 +67,7 @@ def _paper_init(net, k):
 
 
 def build_model(config, *, num_users, num_items, devices, hybridize=True):
-    """A model initialised as the chapter does (``Normal(0.01)``).
+    """A model initialised as the chapter does (``Normal(0.01)``, ``INITS``).
 
     ``config.init = 'paper'`` initialises it as the authors' code does.
 
@@ -89,7 +93,7 @@ def build_model(config, *, num_users, num_items, devices, hybridize=True):
                          f'from {", ".join(MODELS)})')
     net = MODELS[config.model](config.num_factors, num_users, num_items,
                                **KWARGS[config.model](config))
-    net.initialize(ctx=devices, force_reinit=True, init=mx.init.Normal(0.01))
+    net.initialize(ctx=devices, force_reinit=True, init=INITS[config.model])
     if config.init == 'paper':
         _paper_init(net, config.num_factors)
     if hybridize:
