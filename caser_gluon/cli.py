@@ -23,6 +23,8 @@ from .fpu import enable_flush_to_zero
 # comes before numpy and mxnet are imported (caser_gluon/fpu.py).
 FLUSH_TO_ZERO = enable_flush_to_zero()
 
+from mxnet.optimizer import Optimizer
+
 from . import config as config_lib
 from .data import read_ml100k
 from .distributed import is_dist
@@ -97,6 +99,9 @@ def check_config(config):
         raise UsageError('--min-rating and --k-core need --ratings')
     if is_dist(t.kvstore) and t.loop != 'fast':
         raise UsageError(f'--kvstore {t.kvstore} needs --loop fast')
+    if t.optimizer.lower() not in Optimizer.opt_registry:
+        raise UsageError(f'--optimizer {t.optimizer}: unknown (e.g. adam, '
+                         'torchadam, sgd)')
     if t.loss == 'sampled' and not t.num_negatives:
         raise UsageError('--loss sampled needs --num-negatives N (the '
                          'sampled items each target competes with)')

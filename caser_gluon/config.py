@@ -128,11 +128,14 @@ class TrainConfig:
                              check='positive')
     lr: float = _field(0.04, 'learning rate', check='positive')
     wd: float = _field(1e-5, 'weight decay', check='non_negative')
-    optimizer: str = _field('adam', 'gluon optimizer')
+    optimizer: str = _field('adam', 'gluon optimizer; torchadam: Adam with '
+                            "PyTorch's epsilon (the authors')")
     loss: str = _field('bpr', 'bpr (chapter), hinge (d2l.HingeLossbRec), '
-                       'bce (paper), sampled (sampled softmax), ce (full '
+                       'bce (paper), bce-mean (the authors\' reduction), '
+                       'sampled (sampled softmax), ce (full '
                        'softmax, RecBole); fast loop only',
-                       choices=('bpr', 'hinge', 'bce', 'sampled', 'ce'))
+                       choices=('bpr', 'hinge', 'bce', 'bce-mean', 'sampled',
+                                'ce'))
     num_negatives: int | None = _field(
         None, 'negatives per window (default: one per target)',
         check='positive')

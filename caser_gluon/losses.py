@@ -9,7 +9,8 @@ negatives of each window, and returns one value per window:
 * ``bpr``: BPR over the pairs (target ``t``, negative ``t``), summed;
 * ``hinge``: ``d2l.HingeLossbRec`` over the same pairs, summed;
 * ``bce``: the paper's binary cross-entropy, every target against every
-  negative, summed;
+  negative, summed; ``bce-mean``: the same with the authors' reduction (a
+  mean over the targets plus a mean over the negatives);
 * ``sampled``: a sampled softmax: each target against the window's ``N``
   negatives, ``-log softmax``, summed over the targets;
 * ``ce``: the full softmax cross-entropy over every item (RecBole's loss
@@ -23,6 +24,7 @@ from mxnet import np, npx
 __all__ = [
     'LOSSES',
     'bce_loss',
+    'bce_mean_loss',
     'bpr_loss',
     'hinge_loss',
     'sampled_softmax_loss',
@@ -123,6 +125,23 @@ def softmax_ce_loss(logits, targets):
 softmax_ce_loss.full_softmax = True
 
 
+def bce_mean_loss(positive, negative):
+    """The authors' reduction of the BCE: a mean over the targets plus a
+    mean over the negatives (``bce_loss`` sums both).
+
+    Parameters
+    ----------
+    positive : (batch_size, T) float
+    negative : (batch_size, N) float
+
+    Returns
+    -------
+    (batch_size,) float
+    """
+    return (npx.activation(-positive, act_type='softrelu').mean(axis=1)
+            + npx.activation(negative, act_type='softrelu').mean(axis=1))
+
+
 def _pairwise(loss):
     """Pair target ``t`` with negative ``t``; sum over the ``T`` pairs."""
     def per_example(positive, negative):
@@ -133,5 +152,6 @@ def _pairwise(loss):
 
 #: ``--loss`` name -> per-window loss of (positive (b, T), negative (b, N))
 LOSSES = {'bpr': _pairwise(bpr_loss), 'hinge': _pairwise(hinge_loss),
-          'bce': bce_loss, 'sampled': sampled_softmax_loss,
+          'bce': bce_loss, 'bce-mean': bce_mean_loss,
+          'sampled': sampled_softmax_loss,
           'ce': softmax_ce_loss}

@@ -256,3 +256,43 @@ def test_fit_d2l_stops_on_nan_parameters():
                           evaluator=lambda *a: calls.append(a) or (1., 1.),
                           on_epoch=calls.append)
     assert calls == []      # neither evaluated nor recorded
+
+
+def test_bce_mean_is_the_authors_reduction():
+    pos = np.array([[0.5, -1.0, 2.0]])
+    neg = np.array([[0.3, -0.2]])
+
+    def softplus(x):
+        return np.log1p(np.exp(x))
+    want = softplus(-pos).mean() + softplus(neg).mean()
+    got = losses.bce_mean_loss(mx.np.array(pos), mx.np.array(neg))
+    np.testing.assert_allclose(got.asnumpy(), [want], rtol=1e-5)
+
+
+def test_torchadam_equals_pytorchs_update():
+    # torch.optim.Adam: m, v as usual; w -= lr * m_hat / (sqrt(v_hat) + eps)
+    lr, b1, b2, eps = 0.1, 0.9, 0.999, 1e-3
+    w0 = np.array([0.5, -0.25, 1e-4])
+    grads = [np.array([1e-3, -2.0, 1e-5]), np.array([0.5, 1e-4, -1e-5]),
+             np.array([-0.1, 0.3, 2e-5])]
+    w, m, v = w0.copy(), 0 * w0, 0 * w0
+    for t, g in enumerate(grads, start=1):
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        w = w - lr * (m / (1 - b1 ** t)) / (np.sqrt(v / (1 - b2 ** t)) + eps)
+    opt = mx.optimizer.create('torchadam', learning_rate=lr, beta1=b1,
+                              beta2=b2, epsilon=eps)
+    weight = mx.nd.array(w0, dtype='float64')
+    state = opt.create_state(0, weight)
+    for g in grads:
+        opt.update(0, weight, mx.nd.array(g, dtype='float64'), state)
+    # MXNet's kernel takes its scalars (lr, epsilon) in float32
+    np.testing.assert_allclose(weight.asnumpy(), w, rtol=1e-4, atol=1e-8)
+    # MXNet's own adam differs where gradients are near epsilon
+    plain = mx.optimizer.create('adam', learning_rate=lr, beta1=b1,
+                                beta2=b2, epsilon=eps)
+    weight = mx.nd.array(w0, dtype='float64')
+    state = plain.create_state(0, weight)
+    for g in grads:
+        plain.update(0, weight, mx.nd.array(g, dtype='float64'), state)
+    assert abs(weight.asnumpy() - w)[2] > 10 * 1e-4 * abs(w[2])
