@@ -337,10 +337,12 @@ PRESETS = {
     # the chapter's: Caser(10), L=5, BPR, Adam lr 0.04, batch 4096, 8 epochs
     'chapter': {},
     # the authors' train_caser.py defaults (caser_pytorch)
+    # (their loss reduction, initialisation and PyTorch's Adam epsilon)
     'paper': {'num_factors': 50, 'd': 16, 'd_prime': 4, 'drop_ratio': 0.5,
               'ac_conv': 'relu', 'ac_fc': 'relu', 'init': 'paper',
-              'targets': 3, 'loss': 'bce', 'num_negatives': 3, 'lr': 1e-3,
-              'wd': 1e-6, 'batch_size': 512, 'epochs': 50},
+              'targets': 3, 'loss': 'bce-mean', 'num_negatives': 3,
+              'lr': 1e-3, 'wd': 1e-6, 'batch_size': 512, 'epochs': 50,
+              'optimizer': 'torchadam'},
     # the best recipe found on validation data (experiments/PRESETS.md)
     'best': {'num_factors': 50, 'd': 16, 'd_prime': 4, 'drop_ratio': 0.5,
              'init': 'paper', 'targets': 1, 'loss': 'ce', 'lr': 1e-3,
