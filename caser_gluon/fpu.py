@@ -64,16 +64,21 @@ def _libm():
     return libm
 
 
+def _environment():
+    """``(libm, fenv_t buffer)`` of this thread, or ``(libm, None)``."""
+    libm = _libm()
+    if libm is None:
+        return None, None
+    env = ctypes.create_string_buffer(_FENV_T_SIZE)
+    return libm, (env if libm.fegetenv(env) == 0 else None)
+
+
 def read_mxcsr():
     """This thread's MXCSR as an int, or ``None`` where it cannot be read.
     """
-    libm = _libm()
-    if libm is None:
-        return None
-    env = ctypes.create_string_buffer(_FENV_T_SIZE)
-    if libm.fegetenv(env) != 0:
-        return None
-    return struct.unpack_from('<I', env.raw, _MXCSR_OFFSET)[0]
+    _, env = _environment()
+    return None if env is None else struct.unpack_from(
+        '<I', env.raw, _MXCSR_OFFSET)[0]
 
 
 def enable_flush_to_zero():
@@ -92,11 +97,8 @@ def enable_flush_to_zero():
         this does nothing (not x86-64 Linux with glibc) or if the C
         library refused.
     """
-    libm = _libm()
-    if libm is None:
-        return False
-    env = ctypes.create_string_buffer(_FENV_T_SIZE)
-    if libm.fegetenv(env) != 0:
+    libm, env = _environment()
+    if env is None:
         return False
     mxcsr = struct.unpack_from('<I', env.raw, _MXCSR_OFFSET)[0]
     # only the control bits change; the status flags (bits 0-5) are kept

@@ -126,18 +126,8 @@ softmax_ce_loss.full_softmax = True
 
 
 def bce_mean_loss(positive, negative):
-    """The authors' reduction of the BCE: a mean over the targets plus a
-    mean over the negatives (``bce_loss`` sums both).
-
-    Parameters
-    ----------
-    positive : (batch_size, T) float
-    negative : (batch_size, N) float
-
-    Returns
-    -------
-    (batch_size,) float
-    """
+    """:func:`bce_loss` with the authors' reduction, (batch_size,) float:
+    a mean over the ``T`` targets plus a mean over the ``N`` negatives."""
     return (npx.activation(-positive, act_type='softrelu').mean(axis=1)
             + npx.activation(negative, act_type='softrelu').mean(axis=1))
 

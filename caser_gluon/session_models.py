@@ -112,17 +112,9 @@ class GRU4Rec(SequentialRecommender):
         self._init_output(num_items, num_factors)
 
     def encode(self, F, user_id, seq):
-        """The context vector ``x``.
+        """``x`` (batch_size, num_factors): the GRU's last state, projected.
 
-        Parameters
-        ----------
-        user_id : (batch_size,) int
-            Ignored.
-        seq : (batch_size, L) int
-
-        Returns
-        -------
-        (batch_size, num_factors) float
+        ``user_id`` is ignored (see ``SequentialRecommender.encode``).
         """
         emb = self.dropout(self.Q(seq))                  # (b, L, k)
         # zero initial state, (num_layers, b, H), built from the batch
@@ -277,16 +269,8 @@ class SASRec(SequentialRecommender):
         return x
 
     def encode(self, F, user_id, seq):
-        """The context vector ``x``.
+        """``x`` (batch_size, num_factors): the last position's output.
 
-        Parameters
-        ----------
-        user_id : (batch_size,) int
-            Ignored.
-        seq : (batch_size, L) int
-
-        Returns
-        -------
-        (batch_size, num_factors) float
+        ``user_id`` is ignored (see ``SequentialRecommender.encode``).
         """
         return self.norm(self.hidden_states(F, seq)[:, -1, :])

@@ -280,19 +280,15 @@ def test_torchadam_equals_pytorchs_update():
         m = b1 * m + (1 - b1) * g
         v = b2 * v + (1 - b2) * g * g
         w = w - lr * (m / (1 - b1 ** t)) / (np.sqrt(v / (1 - b2 ** t)) + eps)
-    opt = mx.optimizer.create('torchadam', learning_rate=lr, beta1=b1,
-                              beta2=b2, epsilon=eps)
-    weight = mx.nd.array(w0, dtype='float64')
-    state = opt.create_state(0, weight)
-    for g in grads:
-        opt.update(0, weight, mx.nd.array(g, dtype='float64'), state)
+    def run(name):
+        opt = mx.optimizer.create(name, learning_rate=lr, beta1=b1,
+                                  beta2=b2, epsilon=eps)
+        weight = mx.nd.array(w0, dtype='float64')
+        state = opt.create_state(0, weight)
+        for g in grads:
+            opt.update(0, weight, mx.nd.array(g, dtype='float64'), state)
+        return weight.asnumpy()
     # MXNet's kernel takes its scalars (lr, epsilon) in float32
-    np.testing.assert_allclose(weight.asnumpy(), w, rtol=1e-4, atol=1e-8)
+    np.testing.assert_allclose(run('torchadam'), w, rtol=1e-4, atol=1e-8)
     # MXNet's own adam differs where gradients are near epsilon
-    plain = mx.optimizer.create('adam', learning_rate=lr, beta1=b1,
-                                beta2=b2, epsilon=eps)
-    weight = mx.nd.array(w0, dtype='float64')
-    state = plain.create_state(0, weight)
-    for g in grads:
-        plain.update(0, weight, mx.nd.array(g, dtype='float64'), state)
-    assert abs(weight.asnumpy() - w)[2] > 10 * 1e-4 * abs(w[2])
+    assert abs(run('adam') - w)[2] > 10 * 1e-4 * abs(w[2])
