@@ -5,8 +5,8 @@ PY := $(VENV)/bin/python
 ARGS ?=
 # mxnet-cu117 etc.: a CUDA build of mxnet 1.9.1 instead of the CPU wheel
 MXNET ?= mxnet
-WORKERS ?= 2
-SERVERS ?= 1
+WORKERS ?=
+SERVERS ?=
 
 .PHONY: install data train train-dist test lint bench bench-scale clean
 # d2l 1.0.3 pins numpy 1.23.5, pandas 2.0.3, matplotlib 3.7.2: Python 3.8-3.11
@@ -40,8 +40,8 @@ train: data
 
 # Several processes on 127.0.0.1: scheduler, servers, workers (dist_sync).
 train-dist: data
-	$(PY) -m caser_gluon.cli train-dist --workers $(WORKERS) \
-	  --servers $(SERVERS) -- $(ARGS)
+	$(PY) -m caser_gluon.cli train-dist $(if $(WORKERS),--workers \
+	  $(WORKERS)) $(if $(SERVERS),--servers $(SERVERS)) -- $(ARGS)
 
 test: data
 	$(PY) -m pytest -q $(ARGS)

@@ -17,7 +17,13 @@ import numpy as onp
 from mxnet import autograd, np
 
 from .interactions import ItemSets
-from .metrics import block_of, metrics_from_ranks, padded_rows, target_ranks
+from .metrics import (
+    KS,
+    block_of,
+    metrics_from_ranks,
+    padded_rows,
+    target_ranks,
+)
 
 __all__ = [
     'BLOCK_BYTES',
@@ -66,7 +72,7 @@ def model_scorer(net, seq, *, device):
     return score
 
 
-def evaluate_blocks(score, *, relevant, excluded, ks=(1, 5, 10, 50),
+def evaluate_blocks(score, *, relevant, excluded, ks=KS,
                     num_ranked=None, block_bytes=BLOCK_BYTES):
     """Mean metrics over users, scoring a block of users at a time.
 
@@ -117,7 +123,7 @@ def evaluate_blocks(score, *, relevant, excluded, ks=(1, 5, 10, 50),
 
 
 def evaluate_model(net, *, test_seq, relevant, excluded, device,
-                   ks=(1, 5, 10, 50), num_ranked=None):
+                   ks=KS, num_ranked=None):
     """:func:`evaluate_blocks` of a model's scores (see there)."""
     return evaluate_blocks(model_scorer(net, test_seq, device=device),
                            relevant=relevant, excluded=excluded, ks=ks,
@@ -125,7 +131,7 @@ def evaluate_model(net, *, test_seq, relevant, excluded, device,
 
 
 def evaluate_all(net, test_input, seq, candidates, num_users, num_items,
-                 devices, *, ks=(1, 5, 10, 50), num_ranked=None):
+                 devices, *, ks=KS, num_ranked=None):
     """Every metric, with :func:`evaluate_ranking`'s arguments.
 
     All of each user's held-out items count as relevant. ``test_input``

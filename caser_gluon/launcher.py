@@ -126,7 +126,7 @@ def _fail(message, code):
     return code
 
 
-def launch(train_args=(), *, workers=2, servers=1, kvstore='dist_sync',
+def launch(train_args=(), *, workers, servers, kvstore,
            port=None, timeout=None, threads=None, python=sys.executable):
     """Run a scheduler, servers and workers as local processes; wait.
 
@@ -245,7 +245,7 @@ def run_launcher(args):
     if train_args[:1] == ['--']:
         train_args = train_args[1:]
     kvstore = next((train_args[i + 1] for i, a in enumerate(train_args[:-1])
-                    if a == '--kvstore'), 'dist_sync')
+                    if a == '--kvstore'), DIST_KVSTORES[0])
     return launch(train_args, workers=args.workers, servers=args.servers,
                   kvstore=kvstore, port=args.port, timeout=args.timeout,
                   threads=args.threads)

@@ -21,12 +21,17 @@ import numpy as np
 from .interactions import ItemSets
 
 __all__ = [
+    'KS',
     'block_of',
     'metrics_from_ranks',
     'padded_rows',
     'ranking_metrics',
     'target_ranks',
 ]
+
+
+#: the cut-offs ``k`` of every run's HR@k, NDCG@k, precision@k, recall@k
+KS = (1, 5, 10, 50)
 
 
 def target_ranks(scores, targets, excluded, *, num_ranked=None):
@@ -145,7 +150,7 @@ def metrics_from_ranks(ranks, num_relevant, num_candidates, *, ks):
     return out
 
 
-def ranking_metrics(scores, relevant, excluded, *, ks=(1, 5, 10, 50)):
+def ranking_metrics(scores, relevant, excluded, *, ks=KS):
     """Every metric from dense matrices, for small data and tests.
 
     Parameters

@@ -241,6 +241,7 @@ def test_launch_stops_everything_when_a_process_fails(tmp_path, capsys,
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(subprocess, 'Popen', recording_popen)
         got = launch_lib.launch(['--out', str(tmp_path / 'run')], workers=2,
+                              kvstore='dist_sync',
                               servers=1, timeout=60,
                               python=stand_in_python(tmp_path, script))
     assert got == code
