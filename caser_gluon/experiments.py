@@ -13,6 +13,7 @@ folder; ``make experiments`` writes the committed ``experiments/`` report
 """
 import argparse
 import json
+import pathlib
 import sys
 import time
 import warnings
@@ -252,14 +253,31 @@ def run(args):
     folder = RunFolder(args.out, overwrite=args.overwrite,
                        prefix='experiments', files=REPORT_FILES)
     try:
-        records = run_grid(names, seeds=seeds, epochs=epochs,
-                           devices=resolve_devices(args.devices),
-                           progress=sys.stderr.isatty())
+        if args.records:
+            records, seeds = _read_records(args.records)
+        else:
+            records = run_grid(names, seeds=seeds, epochs=epochs,
+                               devices=resolve_devices(args.devices),
+                               progress=sys.stderr.isatty())
         path = write_report(records, folder, seeds=seeds)
     finally:
         folder.close()
     print(path.read_text())
     print(json.dumps({'report': str(path)}))
+
+
+def _read_records(paths):
+    """The records of earlier runs' ``results.json`` files, in order."""
+    records = []
+    for path in paths:
+        try:
+            records += json.loads(pathlib.Path(path).read_text())
+        except (OSError, ValueError) as err:
+            raise ValueError(f'{path}: not a results.json ({err})') from None
+    order = list(CONFIGS)
+    records.sort(key=lambda r: order.index(r['name'])
+                 if r.get('name') in order else len(order))
+    return records, sorted({r['seed'] for r in records})
 
 
 REPORT_FILES = ('RESULTS.md', 'results.json', 'hit_rate.png')
@@ -294,5 +312,8 @@ def add_flags(p):
                    help='replace the report in --out')
     p.add_argument('--devices', default=RunConfig().train.devices,
                    help='as for training')
+    p.add_argument('--records', nargs='+', default=None, metavar='JSON',
+                   help='train nothing: rebuild the report from these '
+                        'results.json files (e.g. a grid run in parts)')
     p.set_defaults(handler=run)
     return p
