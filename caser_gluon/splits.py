@@ -118,9 +118,9 @@ def _read_part(path):
         raise DataError(f'{path}: unreadable ({str(err).splitlines()[0]}); '
                         'expected lines "user item rating [timestamp]"'
                         ) from None
-    if raw.shape[1] not in (3, 4) or (raw == '').to_numpy().any():
-        row = int(np.flatnonzero((raw == '').to_numpy().any(axis=1))[0]) \
-            if (raw == '').to_numpy().any() else 0
+    empty = (raw.isna() | (raw == '')).to_numpy().any(axis=1)
+    if raw.shape[1] not in (3, 4) or empty.any():
+        row = int(np.flatnonzero(empty)[0]) if empty.any() else 0
         raise DataError(f'{path}, line {row + 1}: expected 3 or 4 fields '
                         '(user item rating [timestamp])')
     if raw.shape[1] == 3:           # time order is line order
@@ -129,7 +129,8 @@ def _read_part(path):
     if stamps.isna().any():
         row = int(np.flatnonzero(stamps.isna().to_numpy())[0])
         raise DataError(f'{path}, line {row + 1}: timestamp is not a number')
-    return raw.assign(**{3: stamps})
+    raw[3] = stamps
+    return raw
 
 
 def read_split_files(train_file, test_file, valid_file=None):
