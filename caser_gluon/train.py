@@ -28,32 +28,13 @@ from mxnet import autograd, gluon, np, npx
 
 from .data import sample_negatives
 from .losses import LOSSES
+from .optimizers import TorchAdam  # noqa: F401  (registers 'torchadam')
 from .progress import Progress
 from .runtime import seed_epoch
 
-__all__ = ['TorchAdam', 'fit', 'fit_d2l', 'make_trainer', 'train_epoch']
+__all__ = ['fit', 'fit_d2l', 'make_trainer', 'train_epoch']
 
 npx.set_np()
-
-
-@mx.optimizer.register
-class TorchAdam(mx.optimizer.Adam):
-    """Adam with epsilon added to the bias-corrected ``sqrt(v)``.
-
-    PyTorch's ``torch.optim.Adam`` (the authors' optimiser) divides by
-    ``sqrt(v / (1 - beta2^t)) + eps``; MXNet's ``adam`` by ``sqrt(v) +
-    eps`` after folding the correction into the learning rate, a larger
-    effective epsilon early in training. Scaling epsilon by ``sqrt(1 -
-    beta2^t)`` at step ``t`` makes the two updates equal
-    (``--optimizer torchadam``).
-    """
-
-    def update(self, index, weight, grad, state):
-        t = self._index_update_count.get(index, 0) + 1
-        if not hasattr(self, 'base_epsilon'):
-            self.base_epsilon = self.epsilon
-        self.epsilon = self.base_epsilon * (1.0 - self.beta2 ** t) ** 0.5
-        super().update(index, weight, grad, state)
 
 
 def make_trainer(net, *, lr, wd, optimizer, kvstore, rescale_grad=1.0):
@@ -66,7 +47,7 @@ def make_trainer(net, *, lr, wd, optimizer, kvstore, rescale_grad=1.0):
         Learning rate and weight decay.
     optimizer : str
         A gluon optimizer name (``'adam'`` in the chapter; ``'torchadam'``:
-        :class:`TorchAdam`, PyTorch's epsilon).
+        :class:`~caser_gluon.optimizers.TorchAdam`, PyTorch's epsilon).
     kvstore : str or mxnet.kvstore.KVStore
         How the gradients of several devices or workers are summed.
     rescale_grad : float
