@@ -56,8 +56,12 @@ def make_trainer(net, *, lr, wd, optimizer, kvstore, rescale_grad=1.0):
     params = {'learning_rate': lr, 'wd': wd}
     if rescale_grad != 1.0:
         params['rescale_grad'] = rescale_grad
-    return gluon.Trainer(net.collect_params(), optimizer, params,
-                         kvstore=kvstore)
+    # a list in the model's own order: given a dict, Trainer sorts the
+    # parameters by name, and automatic names ('embedding9', 'embedding10')
+    # sort differently from one model instance to the next, which would
+    # give a resumed run's optimizer states to the wrong parameters
+    return gluon.Trainer(list(net.collect_params().values()), optimizer,
+                         params, kvstore=kvstore)
 
 
 def _batches(dataset, *, batch_size, rng, num_negatives):

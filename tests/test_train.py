@@ -286,3 +286,17 @@ def test_d2l_loop_through_the_cli(ratings, tmp_path):
     # the result is this package's evaluation of the last epoch
     assert result['hit_rate'] == records[-1]['hit_rate']
     assert result['auc'] == pytest.approx(records[-1]['auc'])
+
+
+def test_resume_in_a_process_whose_names_cross_ten(ratings, tmp_path):
+    # Gluon numbers blocks per process (embedding9, embedding10, ...); a
+    # Trainer given a dict sorts them by name, so optimizer states saved
+    # by one model instance went to the wrong parameters of the next
+    from caser_gluon.model import Caser
+    for _ in range(2):
+        Caser(8, 5, 7)
+    out = tmp_path / 'run'
+    assert train(ratings, out, '--epochs', '1') == 0
+    assert run_cli(['train', '--resume', str(out), '--epochs', '2',
+                    '--quiet']) == 0
+    assert [r['epoch'] for r in metrics(out)] == [1, 2]
