@@ -35,7 +35,8 @@ data: install
 	$(PY) -m caser_gluon.cli data
 
 # The chapter's recipe: Caser(10), L=5, batch 4096, Adam lr 0.04, 8 epochs.
-train: data
+# (it fetches ML-100K itself when the cache has none)
+train: install
 	$(PY) -m caser_gluon.cli train $(ARGS)
 
 # Several processes on 127.0.0.1: scheduler, servers, workers (dist_sync).
