@@ -28,10 +28,10 @@ from .interactions import (
     stable_order,
 )
 from .movielens import (
-    _candidate_dirs,
     _check_checksum,
     default_cache_dir,
     fetch_ml100k,
+    find_file,
     read_titles,
 )
 from .ratings import (
@@ -83,12 +83,7 @@ def read_ml100k(data_dir=None):
     num_items : int
         1,682.
     """
-    for folder in _candidate_dirs(data_dir):
-        if (folder / 'u.data').is_file():
-            path = folder / 'u.data'
-            break
-    else:
-        path = fetch_ml100k(data_dir) / 'u.data'
+    path = find_file('u.data', data_dir)
     _check_checksum(path)
     df = read_ratings(path)
     num_users, num_items = df.user_id.nunique(), df.item_id.nunique()

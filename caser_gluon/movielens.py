@@ -20,7 +20,7 @@ import pandas as pd
 
 from .interactions import DataError
 
-__all__ = ['default_cache_dir', 'fetch_ml100k', 'read_titles']
+__all__ = ['default_cache_dir', 'fetch_ml100k', 'find_file', 'read_titles']
 
 RECBOLE_WHEEL = 'recbole==1.2.1'
 RECBOLE_DIR = 'recbole/dataset_example/ml-100k/'
@@ -129,6 +129,15 @@ def _check_checksum(path):
                         f'...); delete {path.parent} and run make data')
 
 
+def find_file(name, data_dir=None):
+    """``name`` (``u.data``, ``u.item``) in the first folder that has it,
+    else fetched into the cache (:func:`fetch_ml100k`)."""
+    for folder in _candidate_dirs(data_dir):
+        if (folder / name).is_file():
+            return folder / name
+    return fetch_ml100k(data_dir) / name
+
+
 def read_titles(data_dir=None):
     """Movie titles of ML-100K, indexed by 0-based item id.
 
@@ -136,12 +145,7 @@ def read_titles(data_dir=None):
     -------
     numpy.ndarray of str, shape (num_items,)
     """
-    for folder in _candidate_dirs(data_dir):
-        if (folder / 'u.item').is_file():
-            path = folder / 'u.item'
-            break
-    else:
-        path = fetch_ml100k(data_dir) / 'u.item'
+    path = find_file('u.item', data_dir)
     if not path.is_file():
         raise DataError(f'{path}: ML-100K\'s titles file not found (it comes '
                         f'with u.data; run make data)')
