@@ -354,6 +354,13 @@ PRESETS = {
 
 
 def with_preset(values):
-    """``values`` (flat, given) over the preset they name, over defaults."""
+    """``values`` (flat, given) over the preset they name, over defaults.
+
+    A given ``loss`` drops the preset's ``num_negatives`` (they go
+    together) unless that is given too.
+    """
     name = values.get('preset', TrainConfig.preset)
-    return {**PRESETS[name], **values, 'preset': name}
+    preset = dict(PRESETS[name])
+    if 'loss' in values and 'num_negatives' not in values:
+        preset.pop('num_negatives', None)
+    return {**preset, **values, 'preset': name}

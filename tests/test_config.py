@@ -162,3 +162,13 @@ def test_nan_in_a_saved_config_is_refused(tmp_path):
     path.write_text(path.read_text().replace('"lr": 0.04', '"lr": NaN'))
     with pytest.raises(ConfigError, match=f'^{path}: --lr must be > 0'):
         read_config_file(path)
+
+
+def test_a_given_loss_drops_the_presets_negatives():
+    from caser_gluon.config import with_preset
+    assert with_preset({'preset': 'best'})['num_negatives'] == 100
+    values = with_preset({'preset': 'best', 'loss': 'ce'})
+    assert 'num_negatives' not in values and values['loss'] == 'ce'
+    values = with_preset({'preset': 'best', 'loss': 'bce',
+                          'num_negatives': 5})
+    assert values['num_negatives'] == 5
