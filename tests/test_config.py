@@ -166,9 +166,9 @@ def test_nan_in_a_saved_config_is_refused(tmp_path):
 
 def test_a_given_loss_drops_the_presets_negatives():
     from caser_gluon.config import with_preset
-    assert with_preset({'preset': 'best'})['num_negatives'] == 100
-    values = with_preset({'preset': 'best', 'loss': 'ce'})
+    assert with_preset({'preset': 'paper'})['num_negatives'] == 3
+    values = with_preset({'preset': 'paper', 'loss': 'ce'})
     assert 'num_negatives' not in values and values['loss'] == 'ce'
-    values = with_preset({'preset': 'best', 'loss': 'bce',
+    values = with_preset({'preset': 'paper', 'loss': 'bce',
                           'num_negatives': 5})
     assert values['num_negatives'] == 5
