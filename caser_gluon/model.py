@@ -28,17 +28,24 @@ Two ways to compute the same model (``conv=``):
     dense layer applied to each window of ``h`` consecutive rows of the
     flattened ``(batch_size, L * k)`` image; max-pooling over time is an
     element-wise maximum over the ``L - h + 1`` windows;
-  - the vertical convolution is linear and the dense layer after it is
-    too, so the two are multiplied into one ``(k, L * k)`` weight and
-    applied to the image at once (the ``d_prime * k`` vertical features
-    are never formed): ``W_fc,v . vec(w_v E + b_v) = W_eff . vec(E) +
-    b_eff``;
+  - the vertical convolution is one dense layer on the flattened image,
+    with the weight ``w_v kron I_k`` (no axis of the batch is swapped);
+    without dropout on its features (``drop_ratio=0`` or
+    ``dropout_on='image'``) it is linear up to the dense layer after it,
+    so the two are multiplied into one ``(k, L * k)`` weight
+    (``W_fc,v . vec(w_v E + b_v) = W_eff . vec(E) + b_eff``) and the
+    ``d_prime * k`` vertical features are never formed;
   - the dense layer's weight is split by feature block, so the features
     are never concatenated;
   - dropout acts on the ``d_prime * k + d * L`` features, as in the
-    chapter and the paper (the vertical ones are then formed for it); with
-    ``dropout_on='image'`` it acts once on the ``L * k`` image instead,
-    which saves a few operators per step.
+    chapter and the paper; with ``dropout_on='image'`` it acts once on
+    the ``L * k`` image instead;
+  - the dropout masks can be given as inputs (:attr:`DenseIntent.
+    mask_widths`, :meth:`Caser.draw_masks`): MXNet 1.9's CPU dropout
+    draws every element with a Mersenne twister, about a quarter of a
+    step, where NumPy draws them ten times faster; the training loop
+    passes them with the batch (:class:`~caser_gluon.recommender.
+    MaskedScores`), and without them ``Dropout`` draws its own.
 
   All of it lives in one block, :class:`DenseIntent`.
 * ``'conv2d'``: the chapter's ``nn.Conv2D`` layers, max-pooling, dropout
@@ -49,6 +56,7 @@ acts on different tensors while training); ``tests/test_model.py`` copies
 one into the other. ``benchmarks/bench_step.py`` times a training step of
 each.
 """
+import numpy as onp
 from mxnet import npx
 from mxnet.gluon import nn
 
@@ -117,26 +125,76 @@ class DenseIntent(nn.HybridBlock):
         self.fc_weight = get('fc_weight', shape=(k, d_prime * k + d * L))
         self.fc_bias = get('fc_bias', shape=(k,), init='zeros')
 
-    def hybrid_forward(self, F, image, fc_weight, fc_bias, **params):
+    @property
+    def mask_widths(self):
+        """Widths of the dropout masks :meth:`hybrid_forward` takes.
+
+        ``()`` without dropout; ``(L * k,)`` with ``dropout_on='image'``;
+        else the features' blocks: ``d_prime * k`` vertical features (if
+        any), then ``d`` per height (if any).
+        """
+        k, L, d, d_prime = self.num_factors, self.L, self.d, self.d_prime
+        if not self.drop_ratio:
+            return ()
+        if self.dropout_on == 'image':
+            return (L * k,)
+        return (d_prime * k,) * bool(d_prime) + (d,) * (L if d else 0)
+
+    def draw_masks(self, rng, batch_size):
+        """Dropout masks for one batch, drawn with NumPy.
+
+        MXNet 1.9's CPU dropout draws each element with a Mersenne
+        twister, about 10 ns each (a quarter of the chapter's step at
+        batch 4096); NumPy's generator draws them ten times faster.
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator
+        batch_size : int
+
+        Returns
+        -------
+        list of (batch_size, width) float32 numpy.ndarray
+            One per :attr:`mask_widths`: ``0`` (dropped) or ``1 / (1 -
+            drop_ratio)`` (kept, rescaled as ``Dropout`` does).
+        """
+        p = self.drop_ratio
+        scale = onp.float32(1.0 / (1.0 - p))
+        return [(rng.random((batch_size, w), dtype=onp.float32) >= p)
+                * scale for w in self.mask_widths]
+
+    def hybrid_forward(self, F, image, *masks, fc_weight, fc_bias, **params):
         """The intent of each row.
 
         Parameters
         ----------
         image : (batch_size, L * k) float
             The ``L`` item embeddings of each row, oldest first.
+        *masks : (batch_size, width) float, optional
+            Dropout masks of :attr:`mask_widths`, e.g. from
+            :meth:`draw_masks`; none: MXNet's dropout draws them (while
+            training).
 
         Returns
         -------
         (batch_size, k) float
         """
         k, L, d, d_prime = self.num_factors, self.L, self.d, self.d_prime
+        masks = list(masks)
+
+        def drop(x):                 # x times the next mask, or Dropout
+            if masks:
+                return x * masks.pop(0)
+            return F.npx.dropout(x, p=self.drop_ratio)
+
         on_features = self.drop_ratio and self.dropout_on == 'features'
         if self.drop_ratio and not on_features:
-            image = F.npx.dropout(image, p=self.drop_ratio)
+            image = drop(image)
         pre = None                               # z before relu: (b, k)
         if d_prime and on_features:
-            pre = self._vertical_features(F, image, fc_weight, fc_bias,
-                                          params)
+            v = drop(self._vertical_features(F, image, params))
+            pre = F.npx.fully_connected(v, fc_weight[:, :d_prime * k],
+                                        fc_bias, num_hidden=k)
         elif d_prime:
             # W_eff[i, l * k + j] = sum_c W_fc[i, c * k + j] w_v[c, l]
             w_fc = F.np.reshape(fc_weight[:, :d_prime * k], (k, d_prime, k))
@@ -158,7 +216,7 @@ class DenseIntent(nn.HybridBlock):
             start = d_prime * k + (h - 1) * d      # this height's columns
             z_h = _activate(F, pooled, self.ac_conv)  # height h's features
             if on_features:
-                z_h = F.npx.dropout(z_h, p=self.drop_ratio)
+                z_h = drop(z_h)
             w_fc = fc_weight[:, start:start + d]
             if pre is None:
                 pre = F.npx.fully_connected(z_h, w_fc, fc_bias, num_hidden=k)
@@ -167,22 +225,22 @@ class DenseIntent(nn.HybridBlock):
                                                   no_bias=True, num_hidden=k)
         return _activate(F, pre, self.ac_fc)
 
-    def _vertical_features(self, F, image, fc_weight, fc_bias, params):
-        """The vertical part of ``z`` through its features, with dropout.
+    def _vertical_features(self, F, image, params):
+        """The ``d_prime * k`` vertical features, as the chapter lays them.
 
-        The chapter's order: the ``d_prime * k`` vertical features are
-        formed, dropped out, then read by their columns of the dense layer
-        (reordered to the features' ``(k, d_prime)`` layout).
+        Column ``c * k + j`` is filter ``c`` at column ``j`` of the image:
+        ``sum_l w_v[c, l] E[l, j] + b_v[c]``, one dense layer on the
+        flattened image with the weight ``w_v kron I_k`` (``(d' k, L k)``:
+        ``W[c k + j, l k + j'] = w_v[c, l]`` if ``j = j'``, else 0), so
+        that no axis of the batch is swapped.
         """
         k, L, d_prime = self.num_factors, self.L, self.d_prime
-        rows = F.np.swapaxes(F.npx.reshape(image, (-2, L, k)), 1, 2)
-        v = F.npx.fully_connected(rows, params['conv_v_weight'],
-                                  params['conv_v_bias'], num_hidden=d_prime,
-                                  flatten=False)           # (b, k, d')
-        v = F.npx.dropout(F.npx.reshape(v, (-2, -1)), p=self.drop_ratio)
-        w_fc = F.np.reshape(fc_weight[:, :d_prime * k], (k, d_prime, k))
-        w_fc = F.np.reshape(F.np.swapaxes(w_fc, 1, 2), (k, k * d_prime))
-        return F.npx.fully_connected(v, w_fc, fc_bias, num_hidden=k)
+        w_v = params['conv_v_weight']                        # (d', L)
+        expand = F.np.expand_dims
+        kron = expand(expand(w_v, 1), 3) * expand(expand(F.np.eye(k), 0), 2)
+        return F.npx.fully_connected(
+            image, F.np.reshape(kron, (d_prime * k, L * k)),
+            F.np.repeat(params['conv_v_bias'], k), num_hidden=d_prime * k)
 
 
 class Caser(SequentialRecommender):
@@ -287,13 +345,28 @@ class Caser(SequentialRecommender):
         self.fc = nn.Dense(k, activation=gluon_name(ac_fc),
                            in_units=d_prime * k + d * L)
 
-    def encode(self, F, user_id, seq):
+    @property
+    def mask_widths(self):
+        """Widths of the dropout masks :meth:`encode` takes (see
+        :attr:`DenseIntent.mask_widths`); ``()`` with ``conv='conv2d'``,
+        whose ``nn.Dropout`` draws its own."""
+        return () if self.intent is None else self.intent.mask_widths
+
+    def draw_masks(self, rng, batch_size):
+        """:meth:`DenseIntent.draw_masks` (``[]`` without masks)."""
+        if not self.mask_widths:
+            return []
+        return self.intent.draw_masks(rng, batch_size)
+
+    def encode(self, F, user_id, seq, masks=()):
         """The user's representation ``x = [z, p_u]``.
 
         Parameters
         ----------
         user_id : (batch_size,) int
         seq : (batch_size, L) int
+        masks : sequence of (batch_size, width) float
+            Dropout masks of :attr:`mask_widths`, or none.
 
         Returns
         -------
@@ -305,7 +378,7 @@ class Caser(SequentialRecommender):
             item_embs = self.Q(seq)                         # (b, L, k)
             if self.intent is not None:
                 image = F.npx.reshape(item_embs, (-2, -1))  # (b, L * k)
-                parts.append(self.intent(image))            # z: (b, k)
+                parts.append(self.intent(image, *masks))    # z: (b, k)
             else:
                 parts.append(self._intent_conv2d(F, item_embs))
         if self.use_user:

@@ -13,7 +13,10 @@ unchanged (RecBole's ``calculate_loss`` / ``predict`` /
   ``Q_prime`` (``num_items x width``) and ``b`` (``num_items x 1``):
   :meth:`~SequentialRecommender.hybrid_forward` scores given items (what
   the loop trains), :meth:`~SequentialRecommender.score_all` scores every
-  item for a batch of contexts (what the evaluator and ``recommend`` use).
+  item for a batch of contexts (what the evaluator and ``recommend`` use);
+* a model whose dropout masks may be given as inputs lists their widths in
+  ``mask_widths`` and draws them with ``draw_masks``; the training loop
+  then scores through :class:`MaskedScores`.
 
 Item id ``num_items`` is the padding id of a context shorter than ``L``;
 input-side item embeddings keep a row for it, the output side does not.
@@ -21,7 +24,7 @@ input-side item embeddings keep a row for it, the output side does not.
 from mxnet import ndarray, npx
 from mxnet.gluon import nn
 
-__all__ = ['SequentialRecommender']
+__all__ = ['MaskedScores', 'SequentialRecommender']
 
 npx.set_np()
 
@@ -62,6 +65,14 @@ class SequentialRecommender(nn.HybridBlock):
         """
         raise NotImplementedError
 
+    #: widths of the dropout masks :meth:`encode` takes as inputs (none:
+    #: the model's own ``Dropout`` draws them); see :class:`MaskedScores`
+    mask_widths = ()
+
+    def draw_masks(self, rng, batch_size):
+        """Dropout masks of :attr:`mask_widths` for a batch (NumPy)."""
+        return []
+
     def hybrid_forward(self, F, user_id, seq, item_id):
         """Score items for each context.
 
@@ -78,7 +89,11 @@ class SequentialRecommender(nn.HybridBlock):
         -------
         Scores of ``item_id``'s shape: (batch_size,) or (batch_size, K).
         """
-        x = self.encode(F, user_id, seq)                     # (b, w)
+        return self.score_items(F, self.encode(F, user_id, seq), item_id)
+
+    def score_items(self, F, x, item_id):
+        """Scores ``x . Q'_i + b_i`` of ``item_id`` for context vectors ``x``
+        (batch_size, width); shapes as in :meth:`hybrid_forward`."""
         items = F.npx.reshape(item_id, (-2, -1))             # (b, K)
         q = self.Q_prime(items)                              # (b, K, w)
         bias = F.npx.reshape(self.b(items), (-2, -2))        # (b, K)
@@ -110,3 +125,22 @@ class SequentialRecommender(nn.HybridBlock):
         q = self.Q_prime.weight.data(ctx)                    # (n, w)
         bias = self.b.weight.data(ctx)                       # (n, 1)
         return ndarray.np.dot(x, q.T) + bias.T
+
+
+class MaskedScores(nn.HybridBlock):
+    """A model's scores with its dropout masks as inputs (training).
+
+    ``MaskedScores(net)(user_id, seq, item_id, *masks)`` is ``net(user_id,
+    seq, item_id)`` with the masks of ``net.mask_widths`` (e.g. from
+    ``net.draw_masks``) in place of MXNet's ``Dropout``. It is a block of
+    its own, hybridized on its own, so that ``net`` keeps the chapter's
+    call for everything else (d2l's loop and evaluator, prediction).
+    """
+
+    def __init__(self, net, **kwargs):
+        super().__init__(**kwargs)
+        self.net = net
+
+    def hybrid_forward(self, F, user_id, seq, item_id, *masks):
+        x = self.net.encode(F, user_id, seq, masks=masks)
+        return self.net.score_items(F, x, item_id)

@@ -30,9 +30,11 @@ from .data import sample_negatives
 from .losses import LOSSES
 from .optimizers import TorchAdam  # noqa: F401  (registers 'torchadam')
 from .progress import Progress
+from .recommender import MaskedScores
 from .runtime import seed_epoch
 
-__all__ = ['fit', 'fit_d2l', 'make_trainer', 'train_epoch']
+__all__ = ['fit', 'fit_d2l', 'make_trainer', 'masked_scorer',
+           'train_epoch']
 
 npx.set_np()
 
@@ -64,12 +66,24 @@ def make_trainer(net, *, lr, wd, optimizer, kvstore, rescale_grad=1.0):
                          params, kvstore=kvstore)
 
 
-def _batches(dataset, *, batch_size, rng, num_negatives):
-    """Shuffled mini-batches ``(users, seqs, items)`` as NumPy arrays.
+def masked_scorer(net):
+    """:class:`MaskedScores` over ``net``, hybridized as ``net`` is, or
+    ``None`` when ``net`` draws its dropout itself (``mask_widths``)."""
+    if not getattr(net, 'mask_widths', ()):
+        return None
+    scorer = MaskedScores(net)
+    if net._active:        # Gluon's own record of net.hybridize(**flags)
+        scorer.hybridize(**dict(net._flags))
+    return scorer
+
+
+def _batches(dataset, *, batch_size, rng, num_negatives, net=None):
+    """Shuffled mini-batches ``(users, seqs, items, *masks)`` (NumPy).
 
     ``items`` is ``(batch_size, T + N)``: the ``T`` targets, then ``N``
     negatives drawn for the whole batch at once, never one of the user's
-    training items (``N = 0``: none).
+    training items (``N = 0``: none). ``masks``: ``net.draw_masks`` for
+    the batch, if ``net`` is given.
     """
     order = rng.permutation(len(dataset))
     for start in range(0, len(order), batch_size):
@@ -81,16 +95,30 @@ def _batches(dataset, *, batch_size, rng, num_negatives):
                                          dataset.seen, rng)
             items = onp.concatenate(
                 [items, negatives.reshape(len(idx), -1)], axis=1)
-        yield users, dataset.seq_items[idx], items.astype(onp.int32)
+        masks = net.draw_masks(rng, len(idx)) if net is not None else []
+        yield (users, dataset.seq_items[idx], items.astype(onp.int32),
+               *masks)
+
+
+def _as_mx(array):
+    """A fresh NumPy array as an MXNet array, sharing its memory.
+
+    ``np.array`` copies (about 0.3 ms for a batch's array, ten per step);
+    the batch's arrays are made for this step and never written again.
+    """
+    return mx.nd.from_numpy(onp.ascontiguousarray(array), zero_copy=True,
+                            array_cls=np.ndarray)
 
 
 def train_epoch(net, dataset, trainer, *, batch_size, devices, rng, loss,
-                num_negatives=None, progress=None, epoch=None):
+                num_negatives=None, progress=None, epoch=None,
+                scorer=None):
     """One pass over ``dataset``; returns (mean loss per example, seconds).
 
     Each batch is split over ``devices``; every shard's sequence is encoded
     once and its targets and negatives scored together, ``(b, T + N)``
-    (with the full softmax loss, every item is scored).
+    (with the full softmax loss, every item is scored). ``scorer`` (from
+    :func:`masked_scorer`) scores with dropout masks drawn with the batch.
 
     Raises
     ------
@@ -101,27 +129,31 @@ def train_epoch(net, dataset, trainer, *, batch_size, devices, rng, loss,
     full = getattr(loss_fn, 'full_softmax', False)
     T = dataset.seq_tgt.shape[1]
     num_negatives = 0 if full else (num_negatives or T)
+    masked = scorer is not None and not full
     start, losses, count = time.perf_counter(), [], 0
-    for users, seqs, items in _batches(dataset, batch_size=batch_size,
-                                       rng=rng, num_negatives=num_negatives):
-        shards = [gluon.utils.split_and_load(np.array(a), devices,
+    for arrays in _batches(dataset, batch_size=batch_size, rng=rng,
+                           num_negatives=num_negatives,
+                           net=net if masked else None):
+        shards = [gluon.utils.split_and_load(_as_mx(a), devices,
                                              even_split=False)
-                  for a in (users, seqs, items)]
+                  for a in arrays]
         with autograd.record():
             ls = []
-            for u, s, it in zip(*shards):
+            for u, s, it, *masks in zip(*shards):
                 if full:                        # every item: (b, num_items)
                     ls.append(loss_fn(net.score_all(u, s), it))
                     continue
-                scores = net(u, s, it)                      # (b, T + N)
+                scores = (scorer(u, s, it, *masks) if masked
+                          else net(u, s, it))               # (b, T + N)
                 ls.append(loss_fn(scores[:, :T], scores[:, T:]))
         for part in ls:
             part.backward()
-        trainer.step(len(users))
+        n = len(arrays[0])
+        trainer.step(n)
         losses.append(sum(part.sum().as_in_ctx(mx.cpu()) for part in ls))
-        count += len(users)
+        count += n
         if progress is not None:
-            progress.update(len(users))
+            progress.update(n)
     per_batch = np.stack(losses).asnumpy()     # one sync, at the end
     bad = onp.flatnonzero(~onp.isfinite(per_batch))
     if len(bad):
@@ -166,7 +198,7 @@ def fit(net, dataset, trainer, *, num_epochs, batch_size, devices, seed,
         ``examples_per_sec``, ``eval_seconds`` and the metrics of
         ``evaluate``.
     """
-    history = []
+    history, scorer = [], masked_scorer(net)
     for epoch in range(start_epoch, num_epochs + 1):
         bar = Progress(len(dataset), desc=f'epoch {epoch}/{num_epochs}',
                        quiet=quiet)
@@ -174,7 +206,8 @@ def fit(net, dataset, trainer, *, num_epochs, batch_size, devices, seed,
             loss_value, seconds = train_epoch(
                 net, dataset, trainer, batch_size=batch_size,
                 devices=devices, rng=seed_epoch(seed, epoch), loss=loss,
-                num_negatives=num_negatives, progress=bar, epoch=epoch)
+                num_negatives=num_negatives, progress=bar, epoch=epoch,
+                scorer=scorer)
         finally:
             bar.close()
         record = {'epoch': epoch, 'train_loss': loss_value,

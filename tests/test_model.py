@@ -6,6 +6,7 @@ from mxnet import np
 
 from caser_gluon import fpu
 from caser_gluon.model import Caser
+from caser_gluon.train import masked_scorer
 
 K, USERS, ITEMS, L = 6, 7, 30, 4
 
@@ -53,11 +54,15 @@ def conv_params(net):
             'W_fc': get('fc_weight'), 'b_fc': get('fc_bias')}
 
 
-def reference_vectors(net, users, seqs):
-    """Caser's user vector computed with loops over the paper's formulas."""
+def reference_vectors(net, users, seqs, masks=None):
+    """Caser's user vector computed with loops over the paper's formulas.
+
+    ``masks``: dropout masks of ``net.mask_widths`` (rows of the batch),
+    multiplied into the image or the features' blocks.
+    """
     c = conv_params(net) if net.use_seq else None
     out = []
-    for u, seq in zip(users, seqs):
+    for row, (u, seq) in enumerate(zip(users, seqs)):
         feats, parts = [], []
         if net.use_user:
             parts.append(net.P.weight.data().asnumpy()[u])
@@ -65,6 +70,8 @@ def reference_vectors(net, users, seqs):
             out.append(parts[0])
             continue
         E = net.Q.weight.data().asnumpy()[seq]            # (L, k)
+        if masks is not None and net.intent.dropout_on == 'image':
+            E = E * masks[0][row].reshape(L, K)
         if c['w_v'] is not None:
             w = c['w_v'].reshape(-1, L)                   # (d', L)
             v = onp.einsum('cl,lk->ck', w, E) + c['b_v'][:, None]
@@ -74,14 +81,16 @@ def reference_vectors(net, users, seqs):
             acts = [onp.maximum((w * E[t:t + h]).sum((1, 2)) + b, 0)
                     for t in range(L - h + 1)]
             feats.append(onp.max(acts, axis=0))
+        if masks is not None and net.intent.dropout_on == 'features':
+            feats = [f * m[row] for f, m in zip(feats, masks)]
         o = onp.concatenate(feats)
         z = onp.maximum(c['W_fc'] @ o + c['b_fc'], 0)
         out.append(onp.concatenate([z] + parts))
     return onp.array(out)
 
 
-def reference_scores(net, users, seqs, items):
-    x = reference_vectors(net, users, seqs)
+def reference_scores(net, users, seqs, items, masks=None):
+    x = reference_vectors(net, users, seqs, masks)
     Qp = net.Q_prime.weight.data().asnumpy()
     b = net.b.weight.data().asnumpy()[:, 0]
     items = onp.asarray(items)
@@ -210,21 +219,30 @@ def test_dense_equals_conv2d_with_the_same_filters(hybridize):
         rtol=1e-5, atol=1e-6)
 
 
-def test_dense_and_conv2d_gradients_agree():
-    """The folded vertical weight back-propagates as the two layers do."""
+@pytest.mark.parametrize('masked', [False, True])
+def test_dense_and_conv2d_gradients_agree(masked):
+    """The folded vertical weight (no dropout) and the Kronecker one (with
+    masks, here all ones) back-propagate as the two layers do."""
     rng = onp.random.default_rng(5)
     conv = make_net(conv='conv2d', hybridize=True)
-    dense = make_net(conv='dense', hybridize=True)
+    dense = Caser(K, USERS, ITEMS, L=L, d=3, d_prime=2,
+                  drop_ratio=0.5 if masked else 0.0)
+    dense.initialize(init=mx.init.Normal(0.5))
+    dense.hybridize()
     copy_conv2d_into_dense(conv, dense)
+    scorer = masked_scorer(dense)
+    assert (scorer is not None) == masked
     # no item twice in a row: the chapter's np.max over tied windows
     # passes the gradient to each of them (MXNet 1.9), np.maximum to one
     users = np.array(rng.integers(0, USERS, 16))
     seqs = np.array(onp.stack([rng.permutation(ITEMS + 1)[:L]
                                for _ in range(16)]))
     items = np.array(rng.integers(0, ITEMS, (16, 2)))
+    ones = [np.ones((16, w)) for w in dense.mask_widths]
     for net in (conv, dense):
         with mx.autograd.record():
-            scores = net(users, seqs, items)
+            scores = (scorer(users, seqs, items, *ones)
+                      if net is dense and masked else net(users, seqs, items))
             loss = mx.npx.activation(scores[:, 1] - scores[:, 0],
                                      act_type='softrelu').sum()
         loss.backward()
@@ -246,6 +264,52 @@ def test_dense_and_conv2d_gradients_agree():
         onp.testing.assert_allclose(
             grad(ours), grad(chapter).reshape(ours.shape),
             rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize('where', ['features', 'image'])
+@pytest.mark.parametrize('hybridize', [False, True])
+def test_given_masks_act_as_dropout(where, hybridize):
+    rng = onp.random.default_rng(9)
+    net = Caser(K, USERS, ITEMS, L=L, d=3, d_prime=2, drop_ratio=0.5,
+                dropout_on=where)
+    net.initialize(init=mx.init.Normal(0.5))
+    if hybridize:
+        net.hybridize()
+    scorer = masked_scorer(net)
+    users, seqs = batch(8, rng)
+    items = rng.integers(0, ITEMS, (8, 3))
+    masks = net.draw_masks(rng, 8)
+    assert [m.shape for m in masks] == [(8, w) for w in net.mask_widths]
+    args = [np.array(a) for a in (users, seqs, items, *masks)]
+    with mx.autograd.train_mode():
+        got = scorer(*args).asnumpy()
+    onp.testing.assert_allclose(
+        got, reference_scores(net, users, seqs, items, masks),
+        rtol=1e-4, atol=1e-5)
+    with mx.autograd.predict_mode():      # the model's own call: no masks
+        onp.testing.assert_allclose(
+            net(*args[:3]).asnumpy(), reference_scores(net, users, seqs, items),
+            rtol=1e-4, atol=1e-5)
+
+
+def test_drawn_masks_keep_one_minus_p_rescaled():
+    net = Caser(K, USERS, ITEMS, L=L, d=3, d_prime=2, drop_ratio=0.25)
+    assert net.mask_widths == (2 * K, 3, 3, 3, 3)    # vertical, heights
+    masks = net.draw_masks(onp.random.default_rng(0), 20000)
+    again = net.draw_masks(onp.random.default_rng(0), 20000)
+    for mask, same, width in zip(masks, again, net.mask_widths):
+        assert mask.shape == (20000, width) and mask.dtype == onp.float32
+        assert set(onp.unique(mask)) == {0, onp.float32(1 / 0.75)}
+        assert abs((mask != 0).mean() - 0.75) < 0.01
+        onp.testing.assert_array_equal(mask, same)
+    image = Caser(K, USERS, ITEMS, L=L, drop_ratio=0.25, dropout_on='image')
+    assert image.mask_widths == (L * K,)
+    assert Caser(K, USERS, ITEMS, L=L, d=3, d_prime=0,
+                 drop_ratio=0.25).mask_widths == (3,) * L
+    for kwargs in ({'drop_ratio': 0.0}, {'conv': 'conv2d'}):
+        net = Caser(K, USERS, ITEMS, L=L, **kwargs)
+        assert net.mask_widths == () and net.draw_masks(None, 4) == []
+        assert masked_scorer(net) is None
 
 
 @pytest.mark.parametrize('hybridize', [False, True])
