@@ -301,6 +301,7 @@ def test_drawn_masks_keep_one_minus_p_rescaled():
         assert mask.shape == (20000, width) and mask.dtype == onp.float32
         assert set(onp.unique(mask)) == {0, onp.float32(1 / 0.75)}
         assert abs((mask != 0).mean() - 0.75) < 0.01
+        assert abs(mask.mean() - 1) < 0.01            # unbiased
         onp.testing.assert_array_equal(mask, same)
     image = Caser(K, USERS, ITEMS, L=L, drop_ratio=0.25, dropout_on='image')
     assert image.mask_widths == (L * K,)
