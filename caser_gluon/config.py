@@ -130,6 +130,12 @@ class TrainConfig:
     wd: float = _field(1e-5, 'weight decay', check='non_negative')
     optimizer: str = _field('adam', 'gluon optimizer; torchadam: Adam with '
                             "PyTorch's epsilon (the authors')")
+    lazy_update: str = _field(
+        'auto', "embedding rows outside a batch keep their Adam moments "
+        'and values (lazy Adam; adam or torchadam, one process): auto: '
+        'in tables over 4 times the rows a batch looks up (the large '
+        'catalogues); on: every table; off: dense updates',
+        choices=('auto', 'on', 'off'))
     loss: str = _field('bpr', 'bpr (chapter), hinge (d2l.HingeLossbRec), '
                        'bce (paper), bce-mean (the authors\' reduction), '
                        'sampled (sampled softmax), ce (full '

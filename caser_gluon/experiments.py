@@ -26,7 +26,7 @@ from .evaluate import evaluate_blocks, evaluate_model
 from .prepare import load_data
 from .runs import RunFolder, strict_json
 from .runtime import resolve_devices, set_seed
-from .train import fit, make_trainer
+from .train import fit, make_trainer, wants_lazy
 from .zoo import build_model
 
 __all__ = [
@@ -115,10 +115,11 @@ def run_config(name, *, chapter, config, devices):
     net = build_model(config.model, num_users=chapter['num_users'],
                       num_items=chapter['num_items'], devices=devices)
     trainer = make_trainer(net, lr=t.lr, wd=t.wd, optimizer=t.optimizer,
-                           kvstore=t.kvstore)
+                           kvstore=t.kvstore, lazy=wants_lazy(t))
     history = fit(net, dataset, trainer, num_epochs=t.epochs,
                   batch_size=t.batch_size, devices=devices, seed=t.seed,
-                  loss=t.loss, num_negatives=t.num_negatives, quiet=True)
+                  loss=t.loss, num_negatives=t.num_negatives, quiet=True,
+                  lazy_update=t.lazy_update)
     record = evaluate_model(net, test_seq=dataset.test_seq,
                             device=devices[0], **sets)
     record['train_seconds'] = sum(h['train_seconds'] for h in history)

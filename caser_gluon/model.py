@@ -162,7 +162,7 @@ class DenseIntent(nn.HybridBlock):
             One per :attr:`mask_widths`: ``0`` (dropped) or the scale.
         """
         levels = 1 << 16
-        t = int(round(self.drop_ratio * levels))
+        t = round(self.drop_ratio * levels)
         scale = onp.float32(levels / (levels - t))
         return [(rng.integers(0, levels, (batch_size, w), dtype=onp.uint16)
                  >= t) * scale for w in self.mask_widths]

@@ -8,7 +8,7 @@ caser_gluon.train`` runs ``train.py`` twice).
 """
 import mxnet as mx
 
-__all__ = ['TorchAdam']
+__all__ = ['LAZY', 'LazyAdam', 'LazyRows', 'LazyTorchAdam', 'TorchAdam']
 
 
 @mx.optimizer.register
@@ -29,3 +29,45 @@ class TorchAdam(mx.optimizer.Adam):
             self.base_epsilon = self.epsilon
         self.epsilon = self.base_epsilon * (1.0 - self.beta2 ** t) ** 0.5
         super().update(index, weight, grad, state)
+
+
+class LazyRows:
+    """Mixin: update only given rows of some parameters (lazy Adam).
+
+    Before ``trainer.step``, the loop sets :attr:`rows` to ``{parameter
+    name: row ids}`` (the embedding rows its batch looked up); those
+    parameters' gradients become row-sparse, and MXNet's ``adam_update``
+    with ``lazy_update=True`` updates their weights and moments on those
+    rows only (rows outside the batch keep theirs, as in TensorFlow's
+    LazyAdam), at a cost that does not grow with the catalogue. Every
+    other parameter is updated as by the optimizer mixed with.
+    """
+
+    rows = None
+
+    def update(self, index, weight, grad, state):
+        rows = (self.rows or {}).get(self.param_dict[index].name)
+        if rows is not None:
+            dense = grad.as_nd_ndarray()
+            rows = rows.as_in_context(dense.context)
+            grad = mx.nd.sparse.row_sparse_array(
+                (mx.nd.take(dense, rows), rows), shape=dense.shape,
+                ctx=dense.context)
+            weight = weight.as_nd_ndarray()
+            state = tuple(s.as_nd_ndarray() for s in state)
+        super().update(index, weight, grad, state)
+
+    def __getstate__(self):             # the rows of one step are not kept
+        return {**super().__getstate__(), 'rows': None}
+
+
+class LazyAdam(LazyRows, mx.optimizer.Adam):
+    """MXNet's ``adam`` with :class:`LazyRows`."""
+
+
+class LazyTorchAdam(LazyRows, TorchAdam):
+    """:class:`TorchAdam` with :class:`LazyRows`."""
+
+
+#: optimizer name -> its lazy-row class
+LAZY = {'adam': LazyAdam, 'torchadam': LazyTorchAdam}

@@ -24,7 +24,7 @@ from .evaluate import evaluate_model, evaluate_ranking
 from .prepare import load_data
 from .runs import RunFolder, load_params, strict_json
 from .runtime import resolve_devices, set_seed
-from .train import fit, fit_d2l, make_trainer
+from .train import fit, fit_d2l, make_trainer, wants_lazy
 from .zoo import build_model
 
 __all__ = ['EpochTracker', 'run_training']
@@ -93,7 +93,8 @@ def _run_in(folder, config, *, devices, dist, resume, quiet):
     trainer = (dist.make_trainer(net, lr=t.lr, wd=t.wd, optimizer=t.optimizer)
                if dist else make_trainer(net, lr=t.lr, wd=t.wd,
                                          optimizer=t.optimizer,
-                                         kvstore=t.kvstore))
+                                         kvstore=t.kvstore,
+                                         lazy=wants_lazy(t)))
     start = 1
     if resume:
         start = folder.load_checkpoint(net, trainer, devices=devices) + 1
@@ -219,7 +220,8 @@ def _fit(net, dataset, trainer, *, chapter, config, devices, tracker, start,
                    batch_size=batch_size, devices=devices, seed=t.seed,
                    loss=t.loss, num_negatives=t.num_negatives, quiet=quiet,
                    evaluate=_epoch_evaluator(chapter, t.evaluator, devices),
-                   on_epoch=tracker, start_epoch=start)
+                   on_epoch=tracker, start_epoch=start,
+                   lazy_update=t.lazy_update)
     except KeyboardInterrupt:
         raise KeyboardInterrupt(_interrupted(tracker)) from None
 

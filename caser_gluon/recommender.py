@@ -65,6 +65,20 @@ class SequentialRecommender(nn.HybridBlock):
         """
         raise NotImplementedError
 
+    def row_tables(self):
+        """The embedding tables, by the batch input holding their row ids.
+
+        Returns
+        -------
+        dict of str to list of Parameter
+            ``'users'``: ``P`` (if any); ``'seqs'``: ``Q`` (if any);
+            ``'items'``: ``Q_prime`` and ``b``.
+        """
+        tables = {'users': ['P'], 'seqs': ['Q'], 'items': ['Q_prime', 'b']}
+        return {key: [getattr(self, n).weight for n in names
+                      if getattr(self, n, None) is not None]
+                for key, names in tables.items()}
+
     #: widths of the dropout masks :meth:`encode` takes as inputs (none:
     #: the model's own ``Dropout`` draws them); see :class:`MaskedScores`
     mask_widths = ()

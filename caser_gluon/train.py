@@ -28,18 +28,19 @@ from mxnet import autograd, gluon, np, npx
 
 from .data import sample_negatives
 from .losses import LOSSES
-from .optimizers import TorchAdam  # noqa: F401  (registers 'torchadam')
+from .optimizers import LAZY, LazyRows
 from .progress import Progress
 from .recommender import MaskedScores
 from .runtime import seed_epoch
 
-__all__ = ['fit', 'fit_d2l', 'make_trainer', 'masked_scorer',
-           'train_epoch']
+__all__ = ['fit', 'fit_d2l', 'lazy_tables', 'make_trainer',
+           'masked_scorer', 'train_epoch', 'wants_lazy']
 
 npx.set_np()
 
 
-def make_trainer(net, *, lr, wd, optimizer, kvstore, rescale_grad=1.0):
+def make_trainer(net, *, lr, wd, optimizer, kvstore, rescale_grad=1.0,
+                 lazy=False):
     """A ``gluon.Trainer`` over all of ``net``'s parameters.
 
     Parameters
@@ -54,16 +55,62 @@ def make_trainer(net, *, lr, wd, optimizer, kvstore, rescale_grad=1.0):
         How the gradients of several devices or workers are summed.
     rescale_grad : float
         Extra gradient scale (``1 / workers`` on a parameter server).
+    lazy : bool
+        The optimizer's :class:`~caser_gluon.optimizers.LazyRows` form,
+        so that :func:`fit` may update embedding rows lazily
+        (:func:`lazy_tables`; ``adam`` and ``torchadam`` only).
     """
     params = {'learning_rate': lr, 'wd': wd}
     if rescale_grad != 1.0:
         params['rescale_grad'] = rescale_grad
+    if lazy:
+        if optimizer not in LAZY:
+            raise ValueError(f'--lazy-update on: needs --optimizer adam or '
+                             f'torchadam, not {optimizer}')
+        optimizer, params = LAZY[optimizer](**params), None
     # a list in the model's own order: given a dict, Trainer sorts the
     # parameters by name, and automatic names ('embedding9', 'embedding10')
     # sort differently from one model instance to the next, which would
     # give a resumed run's optimizer states to the wrong parameters
     return gluon.Trainer(list(net.collect_params().values()), optimizer,
                          params, kvstore=kvstore)
+
+
+def wants_lazy(config):
+    """Whether a :class:`~caser_gluon.config.TrainConfig` asks for the
+    lazy form of its optimizer (``--lazy-update on``, or ``auto`` with
+    ``adam``/``torchadam``)."""
+    return config.lazy_update == 'on' or (config.lazy_update == 'auto'
+                                          and config.optimizer in LAZY)
+
+
+def lazy_tables(net, trainer, *, mode, ids_per_batch):
+    """The embedding tables :func:`train_epoch` updates lazily.
+
+    Parameters
+    ----------
+    net : SequentialRecommender
+    trainer : gluon.Trainer
+        From :func:`make_trainer`; without ``lazy=True``, none.
+    mode : {'auto', 'on', 'off'}
+        ``auto``: the tables with more than 4 times the row ids a batch
+        holds for them (where a dense update costs more than a lazy one);
+        ``on``: every table; ``off``: none.
+    ids_per_batch : dict of str to int or None
+        Row ids a batch holds per input (``users``, ``seqs``, ``items``);
+        ``None``: every row has a gradient (the full softmax's items).
+
+    Returns
+    -------
+    dict of str to str
+        Parameter name -> the batch input holding its row ids.
+    """
+    if mode == 'off' or not isinstance(trainer.optimizer, LazyRows):
+        return {}
+    return {param.name: key
+            for key, params in net.row_tables().items() for param in params
+            if ids_per_batch[key] is not None
+            and (mode == 'on' or param.shape[0] > 4 * ids_per_batch[key])}
 
 
 def masked_scorer(net):
@@ -110,15 +157,26 @@ def _as_mx(array):
                             array_cls=np.ndarray)
 
 
+def _batch_rows(lazy, users, seqs, items):
+    """``{parameter name: the batch's distinct row ids}`` (int64)."""
+    inputs = {'users': users, 'seqs': seqs, 'items': items}
+    rows = {key: mx.nd.from_numpy(onp.unique(inputs[key]).astype(onp.int64),
+                                  zero_copy=True)
+            for key in set(lazy.values())}
+    return {name: rows[key] for name, key in lazy.items()}
+
+
 def train_epoch(net, dataset, trainer, *, batch_size, devices, rng, loss,
                 num_negatives=None, progress=None, epoch=None,
-                scorer=None):
+                scorer=None, lazy=None):
     """One pass over ``dataset``; returns (mean loss per example, seconds).
 
     Each batch is split over ``devices``; every shard's sequence is encoded
     once and its targets and negatives scored together, ``(b, T + N)``
     (with the full softmax loss, every item is scored). ``scorer`` (from
-    :func:`masked_scorer`) scores with dropout masks drawn with the batch.
+    :func:`masked_scorer`) scores with dropout masks drawn with the batch;
+    ``lazy`` (from :func:`lazy_tables`) names the tables updated on the
+    batch's rows only.
 
     Raises
     ------
@@ -149,6 +207,8 @@ def train_epoch(net, dataset, trainer, *, batch_size, devices, rng, loss,
         for part in ls:
             part.backward()
         n = len(arrays[0])
+        if lazy:
+            trainer.optimizer.rows = _batch_rows(lazy, *arrays[:3])
         trainer.step(n)
         losses.append(sum(part.sum().as_in_ctx(mx.cpu()) for part in ls))
         count += n
@@ -163,9 +223,19 @@ def train_epoch(net, dataset, trainer, *, batch_size, devices, rng, loss,
     return float(per_batch.sum()) / count, time.perf_counter() - start
 
 
+def _ids_per_batch(dataset, *, loss, batch_size, num_negatives):
+    """Row ids a batch holds per input (``None``: every item's row has a
+    gradient, with the full softmax)."""
+    L, T = dataset.seq_items.shape[1], dataset.seq_tgt.shape[1]
+    loss_fn = LOSSES[loss] if isinstance(loss, str) else loss
+    full = getattr(loss_fn, 'full_softmax', False)
+    return {'users': batch_size, 'seqs': batch_size * L,
+            'items': None if full else batch_size * (T + (num_negatives or T))}
+
+
 def fit(net, dataset, trainer, *, num_epochs, batch_size, devices, seed,
         loss, num_negatives=None, evaluate=None, on_epoch=None, quiet=False,
-        start_epoch=1):
+        start_epoch=1, lazy_update='off'):
     """Train with :func:`train_epoch`, evaluating after each epoch.
 
     Parameters
@@ -190,6 +260,9 @@ def fit(net, dataset, trainer, *, num_epochs, batch_size, devices, seed,
         No progress.
     start_epoch : int
         First epoch to run (after a resumed checkpoint).
+    lazy_update : {'off', 'auto', 'on'}
+        Which embedding tables are updated on their batch's rows only
+        (:func:`lazy_tables`; needs ``make_trainer(lazy=True)``).
 
     Returns
     -------
@@ -199,6 +272,10 @@ def fit(net, dataset, trainer, *, num_epochs, batch_size, devices, seed,
         ``evaluate``.
     """
     history, scorer = [], masked_scorer(net)
+    lazy = lazy_tables(net, trainer, mode=lazy_update,
+                       ids_per_batch=_ids_per_batch(
+                           dataset, loss=loss, batch_size=batch_size,
+                           num_negatives=num_negatives))
     for epoch in range(start_epoch, num_epochs + 1):
         bar = Progress(len(dataset), desc=f'epoch {epoch}/{num_epochs}',
                        quiet=quiet)
@@ -207,7 +284,7 @@ def fit(net, dataset, trainer, *, num_epochs, batch_size, devices, seed,
                 net, dataset, trainer, batch_size=batch_size,
                 devices=devices, rng=seed_epoch(seed, epoch), loss=loss,
                 num_negatives=num_negatives, progress=bar, epoch=epoch,
-                scorer=scorer)
+                scorer=scorer, lazy=lazy)
         finally:
             bar.close()
         record = {'epoch': epoch, 'train_loss': loss_value,

@@ -292,3 +292,119 @@ def test_torchadam_equals_pytorchs_update():
     np.testing.assert_allclose(run('torchadam'), w, rtol=1e-4, atol=1e-8)
     # MXNet's own adam differs where gradients are near epsilon
     assert abs(run('adam') - w)[2] > 10 * 1e-4 * abs(w[2])
+
+
+def _numpy_adam(w, grads, *, lr=0.1, b1=0.9, b2=0.999, eps=1e-8):
+    """MXNet's Adam (bias correction folded into lr) on NumPy arrays."""
+    m, v = 0 * w, 0 * w
+    for t, g in enumerate(grads, start=1):
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        w = w - lr * np.sqrt(1 - b2 ** t) / (1 - b1 ** t) * m / (
+            np.sqrt(v) + eps)
+    return w
+
+
+@pytest.mark.parametrize('name', ['adam', 'torchadam'])
+def test_lazy_rows_update_only_the_given_rows(name):
+    from caser_gluon.optimizers import LAZY
+    rng = np.random.default_rng(0)
+    w0 = rng.normal(size=(6, 3))
+    rows = [np.array([1, 4]), np.array([4, 5]), np.array([1, 4])]
+    grads = [np.zeros_like(w0) for _ in rows]
+    for g, r in zip(grads, rows):
+        g[r] = rng.normal(size=(len(r), 3))
+    opt = LAZY[name](learning_rate=0.1)
+    param = mx.gluon.Parameter('table', shape=w0.shape)
+    opt.param_dict = {0: param}
+    weight = mx.nd.array(w0, dtype='float64')
+    state = opt.create_state(0, weight)
+    for g, r in zip(grads, rows):
+        opt.rows = {'table': mx.nd.array(r, dtype='int64')}
+        opt.update(0, weight, mx.nd.array(g, dtype='float64'), state)
+    got = weight.asnumpy()
+    np.testing.assert_array_equal(got[[0, 2, 3]], w0[[0, 2, 3]])  # untouched
+    if name == 'adam':            # row 4, in every batch: plain Adam
+        want = _numpy_adam(w0[4], [g[4] for g in grads])
+        # MXNet's kernel takes its scalars (lr, epsilon) in float32
+        np.testing.assert_allclose(got[4], want, rtol=1e-4)
+    # row 5, in the second batch only: one step from zero moments with the
+    # table's bias correction at t = 2 (its moments never decayed before)
+    m, v = 0.1 * grads[1][5], 0.001 * grads[1][5] ** 2
+    step = 0.1 * np.sqrt(1 - 0.999 ** 2) / (1 - 0.9 ** 2) * m / np.sqrt(v)
+    if name == 'adam':
+        np.testing.assert_allclose(got[5], w0[5] - step, rtol=1e-4)
+    # all rows given: the dense update
+    dense = mx.optimizer.create(name, learning_rate=0.1)
+    weight2 = mx.nd.array(w0, dtype='float64')
+    state2 = dense.create_state(0, weight2)
+    lazy = LAZY[name](learning_rate=0.1)
+    lazy.param_dict = {0: param}
+    weight3 = mx.nd.array(w0, dtype='float64')
+    state3 = lazy.create_state(0, weight3)
+    for g in grads:
+        dense.update(0, weight2, mx.nd.array(g, dtype='float64'), state2)
+        lazy.rows = {'table': mx.nd.array(np.arange(6), dtype='int64')}
+        lazy.update(0, weight3, mx.nd.array(g, dtype='float64'), state3)
+    np.testing.assert_allclose(weight3.asnumpy(), weight2.asnumpy(),
+                               rtol=1e-6)
+
+
+def test_lazy_tables_are_the_large_ones():
+    dataset = _tiny_dataset(num_users=12, num_items=30)
+    net = _net(dataset)
+    names = {key: [p.name for p in ps]
+             for key, ps in net.row_tables().items()}
+    assert [len(v) for v in names.values()] == [1, 1, 2]
+    lazy = train_lib.make_trainer(net, lr=0.1, wd=0, optimizer='adam',
+                                  kvstore='device', lazy=True)
+    dense = train_lib.make_trainer(net, lr=0.1, wd=0, optimizer='adam',
+                                   kvstore='device')
+
+    def tables(trainer, mode, users=2, seqs=10, items=4):
+        return train_lib.lazy_tables(net, trainer, mode=mode, ids_per_batch={
+            'users': users, 'seqs': seqs, 'items': items})
+    # 12 users > 4 x 2; 31 input rows < 4 x 10; 30 output rows > 4 x 4
+    assert tables(lazy, 'auto') == {names['users'][0]: 'users',
+                                    **{n: 'items' for n in names['items']}}
+    assert len(tables(lazy, 'on')) == 4
+    assert tables(lazy, 'off') == {} == tables(dense, 'on')
+    assert 'items' not in tables(lazy, 'on', items=None).values()  # softmax
+    with pytest.raises(ValueError, match='needs --optimizer adam'):
+        train_lib.make_trainer(net, lr=0.1, wd=0, optimizer='sgd',
+                               kvstore='device', lazy=True)
+
+
+def test_lazy_training_leaves_unseen_rows_and_matches_dense_once():
+    dataset = _tiny_dataset(num_users=12, num_items=60, per_user=7)
+
+    def train(mode, batch_size, wd=0.0):
+        """(Q before, every parameter after) of one epoch, in model order."""
+        set_seed(0)
+        net = _net(dataset)
+        before = net.Q.weight.data().asnumpy().copy()
+        trainer = train_lib.make_trainer(net, lr=0.05, wd=wd,
+                                         optimizer='adam', kvstore='device',
+                                         lazy=mode == 'on')
+        train_lib.fit(net, dataset, trainer, num_epochs=1,
+                      batch_size=batch_size, devices=[mx.cpu()], seed=0,
+                      loss='bpr', quiet=True, lazy_update=mode)
+        return before, [p.data().asnumpy()
+                        for p in net.collect_params().values()]
+    order = list(_net(dataset).collect_params().values())
+    q_at = next(i for i, p in enumerate(order) if p.shape[0] == 61)  # Q
+    seen = np.unique(np.concatenate([dataset.seq_items.ravel(),
+                                     dataset.seq_tgt.ravel()]))
+    unseen = np.setdiff1d(np.arange(61), seen)
+    assert len(unseen)
+    before, lazy = train('on', 4, wd=0.01)
+    # items never in a window keep their values in the lazy update...
+    np.testing.assert_array_equal(lazy[q_at][unseen], before[unseen])
+    _, dense = train('off', 4, wd=0.01)
+    # ...where the dense one decays them
+    assert np.abs(dense[q_at][unseen] - before[unseen]).min() > 0
+    # one step from fresh moments: the two updates are the same
+    _, lazy = train('on', len(dataset))
+    _, dense = train('off', len(dataset))
+    for a, b in zip(lazy, dense):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
