@@ -32,33 +32,25 @@ class TorchAdam(mx.optimizer.Adam):
 
 
 class LazyRows:
-    """Mixin: update only given rows of some parameters (lazy Adam).
+    """Mixin: lazy updates of some parameters (lazy Adam).
 
-    Before ``trainer.step``, the loop sets :attr:`rows` to ``{parameter
-    name: row ids}`` (the embedding rows its batch looked up); those
-    parameters' gradients become row-sparse, and MXNet's ``adam_update``
-    with ``lazy_update=True`` updates their weights and moments on those
-    rows only (rows outside the batch keep theirs, as in TensorFlow's
-    LazyAdam), at a cost that does not grow with the catalogue. Every
-    other parameter is updated as by the optimizer mixed with.
+    The parameters named in :attr:`lazy_names` (embedding tables, set by
+    :func:`~caser_gluon.train.fit`) get their gradient as a row-sparse
+    array (the rows a batch looked up, found by MXNet's ``cast_storage``
+    without stopping the engine), and MXNet's ``adam_update`` with
+    ``lazy_update=True`` updates their weights and moments on those rows
+    only: rows outside the batch keep theirs, as in TensorFlow's LazyAdam.
+    Every other parameter is updated as by the optimizer mixed with.
     """
 
-    rows = None
+    lazy_names = frozenset()
 
     def update(self, index, weight, grad, state):
-        rows = (self.rows or {}).get(self.param_dict[index].name)
-        if rows is not None:
-            dense = grad.as_nd_ndarray()
-            rows = rows.as_in_context(dense.context)
-            grad = mx.nd.sparse.row_sparse_array(
-                (mx.nd.take(dense, rows), rows), shape=dense.shape,
-                ctx=dense.context)
+        if self.param_dict[index].name in self.lazy_names:
+            grad = grad.as_nd_ndarray().tostype('row_sparse')
             weight = weight.as_nd_ndarray()
             state = tuple(s.as_nd_ndarray() for s in state)
         super().update(index, weight, grad, state)
-
-    def __getstate__(self):             # the rows of one step are not kept
-        return {**super().__getstate__(), 'rows': None}
 
 
 class LazyAdam(LazyRows, mx.optimizer.Adam):

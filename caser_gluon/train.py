@@ -157,26 +157,15 @@ def _as_mx(array):
                             array_cls=np.ndarray)
 
 
-def _batch_rows(lazy, users, seqs, items):
-    """``{parameter name: the batch's distinct row ids}`` (int64)."""
-    inputs = {'users': users, 'seqs': seqs, 'items': items}
-    rows = {key: mx.nd.from_numpy(onp.unique(inputs[key]).astype(onp.int64),
-                                  zero_copy=True)
-            for key in set(lazy.values())}
-    return {name: rows[key] for name, key in lazy.items()}
-
-
 def train_epoch(net, dataset, trainer, *, batch_size, devices, rng, loss,
                 num_negatives=None, progress=None, epoch=None,
-                scorer=None, lazy=None):
+                scorer=None):
     """One pass over ``dataset``; returns (mean loss per example, seconds).
 
     Each batch is split over ``devices``; every shard's sequence is encoded
     once and its targets and negatives scored together, ``(b, T + N)``
     (with the full softmax loss, every item is scored). ``scorer`` (from
-    :func:`masked_scorer`) scores with dropout masks drawn with the batch;
-    ``lazy`` (from :func:`lazy_tables`) names the tables updated on the
-    batch's rows only.
+    :func:`masked_scorer`) scores with dropout masks drawn with the batch.
 
     Raises
     ------
@@ -207,8 +196,6 @@ def train_epoch(net, dataset, trainer, *, batch_size, devices, rng, loss,
         for part in ls:
             part.backward()
         n = len(arrays[0])
-        if lazy:
-            trainer.optimizer.rows = _batch_rows(lazy, *arrays[:3])
         trainer.step(n)
         losses.append(sum(part.sum().as_in_ctx(mx.cpu()) for part in ls))
         count += n
@@ -272,10 +259,11 @@ def fit(net, dataset, trainer, *, num_epochs, batch_size, devices, seed,
         ``evaluate``.
     """
     history, scorer = [], masked_scorer(net)
-    lazy = lazy_tables(net, trainer, mode=lazy_update,
-                       ids_per_batch=_ids_per_batch(
-                           dataset, loss=loss, batch_size=batch_size,
-                           num_negatives=num_negatives))
+    if isinstance(trainer.optimizer, LazyRows):
+        trainer.optimizer.lazy_names = frozenset(lazy_tables(
+            net, trainer, mode=lazy_update, ids_per_batch=_ids_per_batch(
+                dataset, loss=loss, batch_size=batch_size,
+                num_negatives=num_negatives)))
     for epoch in range(start_epoch, num_epochs + 1):
         bar = Progress(len(dataset), desc=f'epoch {epoch}/{num_epochs}',
                        quiet=quiet)
@@ -284,7 +272,7 @@ def fit(net, dataset, trainer, *, num_epochs, batch_size, devices, seed,
                 net, dataset, trainer, batch_size=batch_size,
                 devices=devices, rng=seed_epoch(seed, epoch), loss=loss,
                 num_negatives=num_negatives, progress=bar, epoch=epoch,
-                scorer=scorer, lazy=lazy)
+                scorer=scorer)
         finally:
             bar.close()
         record = {'epoch': epoch, 'train_loss': loss_value,
