@@ -10,7 +10,9 @@ backward and ``trainer.step``, for
   swapped axes, features concatenated and dropped out), reproduced below
   by :func:`previous_caser_class`;
 * ``new``: today's ``Caser(conv='dense')`` (:class:`caser_gluon.model.
-  DenseIntent`);
+  DenseIntent`) as the loop trains it: the vertical filters as one
+  Kronecker dense layer, dropout masks drawn with the batch in NumPy
+  (:class:`caser_gluon.recommender.MaskedScores`);
 * ``conv2d``: the chapter's ``Conv2D`` layers (``--conv2d``);
 
 each with fresh parameters (``Normal(0.01)``), and with every embedding
@@ -92,7 +94,7 @@ def build(kind):
     import mxnet as mx
 
     from caser_gluon.model import Caser
-    from caser_gluon.train import make_trainer
+    from caser_gluon.train import make_trainer, masked_scorer
     if kind == 'previous':
         net = previous_caser_class()(10, USERS, ITEMS)
     else:
@@ -102,15 +104,22 @@ def build(kind):
     net.hybridize(static_alloc=True, static_shape=False)
     trainer = make_trainer(net, lr=0.04, wd=1e-5, optimizer='adam',
                            kvstore='device')
-    return net, trainer
+    return net, trainer, masked_scorer(net)
 
 
-def step(net, trainer, users, seqs, items):
-    """One BPR step on (b,), (b, L), (b, 2) arrays; waits for the result."""
+def step(net, trainer, scorer, users, seqs, items, rng):
+    """One BPR step on (b,), (b, L), (b, 2) arrays; waits for the result.
+
+    With a ``scorer`` (``new``), the dropout masks are drawn with NumPy
+    as the training loop does (their drawing is timed too).
+    """
     import mxnet as mx
-    from mxnet import autograd, npx
+    from mxnet import autograd, np, npx
+    masks = ([np.array(m) for m in net.draw_masks(rng, len(users))]
+             if scorer is not None else [])
     with autograd.record():
-        scores = net(users, seqs, items)                       # (b, 2)
+        scores = (scorer(users, seqs, items, *masks) if scorer is not None
+                  else net(users, seqs, items))                # (b, 2)
         loss = npx.activation(scores[:, 1] - scores[:, 0],
                               act_type='softrelu')
     loss.backward()
@@ -151,11 +160,11 @@ def time_steps(kinds, *, steps, seed=0):
         users = np.array(rng.integers(0, USERS, BATCH))
         seqs = np.array(rng.integers(0, ITEMS + 1, (BATCH, 5)))
         items = np.array(rng.integers(0, ITEMS, (BATCH, 2)), dtype='int32')
-        for (state, kind), (net, trainer) in nets.items():
+        for (state, kind), (net, trainer, scorer) in nets.items():
             if state == 'subnormal' and i >= 1:       # Adam states exist
                 fill_subnormal(net, trainer, rng)
             start = time.perf_counter()
-            step(net, trainer, users, seqs, items)
+            step(net, trainer, scorer, users, seqs, items, rng)
             if i >= 3:
                 times[state, kind].append(
                     1e3 * (time.perf_counter() - start))
@@ -190,9 +199,10 @@ def time_epochs(kinds, *, epochs, seed=0):
     times = {kind: [] for kind in kinds}
     rng = onp.random.default_rng(seed)
     for epoch in range(epochs + 1):                   # 1 warm-up epoch
-        for kind, (net, trainer) in nets.items():
+        for kind, (net, trainer, scorer) in nets.items():
             _, seconds = train_epoch(net, dataset, trainer, batch_size=BATCH,
-                                     devices=[mx.cpu()], rng=rng, loss='bpr')
+                                     devices=[mx.cpu()], rng=rng, loss='bpr',
+                                     scorer=scorer)
             if epoch:
                 times[kind].append(seconds)
     return {kind: summary(t) for kind, t in times.items()}
