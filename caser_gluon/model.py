@@ -214,8 +214,8 @@ class DenseIntent(nn.HybridBlock):
             bias = params[f'conv_h{h}_bias']
             pooled = None                # max over the windows: (b, d)
             for t in range(L - h + 1):
-                y = F.npx.fully_connected(image[:, t * k:(t + h) * k],
-                                          weight, bias, num_hidden=d)
+                window = image if h == L else image[:, t * k:(t + h) * k]
+                y = F.npx.fully_connected(window, weight, bias, num_hidden=d)
                 pooled = y if pooled is None else F.np.maximum(pooled, y)
             start = d_prime * k + (h - 1) * d      # this height's columns
             z_h = _activate(F, pooled, self.ac_conv)  # height h's features
