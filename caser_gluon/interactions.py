@@ -139,7 +139,6 @@ class ItemSets(Mapping):
             raise DataError('indptr must have num_users + 1 entries, from 0 '
                              'to len(indices)')
         self._counts = np.diff(self.indptr)
-        self._keys = None
 
     @classmethod
     def from_pairs(cls, users, items, *, num_users, num_items):
@@ -169,10 +168,8 @@ class ItemSets(Mapping):
         rows = keys // num_items if num_items else keys
         indptr = np.zeros(num_users + 1, dtype=np.int64)
         np.cumsum(np.bincount(rows, minlength=num_users), out=indptr[1:])
-        sets = cls(indptr, keys - rows * num_items, num_users=num_users,
+        return cls(indptr, keys - rows * num_items, num_users=num_users,
                    num_items=num_items)
-        sets._keys = keys
-        return sets
 
     @classmethod
     def from_lists(cls, mapping, *, num_users, num_items):
@@ -192,25 +189,14 @@ class ItemSets(Mapping):
     # -- queries ------------------------------------------------------------
 
     @property
-    def pair_keys(self):
-        """int64 keys ``u * num_items + i``, sorted, shape (nnz,)."""
-        if self._keys is None:
-            rows = np.repeat(np.arange(self.num_users, dtype=np.int64),
-                             self._counts)
-            self._keys = rows * self.num_items + self.indices
-        return self._keys
-
-    @property
     def nnz(self):
         """Number of (user, item) pairs."""
         return len(self.indices)
 
     @property
     def nbytes(self):
-        """Bytes held by the arrays (the cached keys included)."""
-        keys = 0 if self._keys is None else self._keys.nbytes
-        return (self.indptr.nbytes + self.indices.nbytes
-                + self._counts.nbytes + keys)
+        """Bytes held by the arrays."""
+        return self.indptr.nbytes + self.indices.nbytes + self._counts.nbytes
 
     def counts(self):
         """Number of items of each user, int64 of shape (num_users,)."""
@@ -244,17 +230,31 @@ class ItemSets(Mapping):
                                            np.asarray(items, np.int64))
         valid = (users >= 0) & (users < self.num_users) & \
             (items >= 0) & (items < self.num_items)
-        query = np.where(valid, users * self.num_items + items, -1)
-        keys = self.pair_keys
-        if not len(keys):
-            return np.zeros(query.shape, dtype=bool)
-        # sorted queries walk ``keys`` in order: far fewer cache misses
-        flat = query.ravel()
-        order = np.argsort(flat)
-        pos = np.empty(len(flat), dtype=np.int64)
-        pos[order] = np.searchsorted(keys, flat[order])
-        pos = np.minimum(pos, len(keys) - 1).reshape(query.shape)
-        return valid & (keys[pos] == query)
+        rows, want = np.where(valid, users, 0).ravel(), items.ravel()
+        pos = self._search_rows(rows, want)
+        found = self.indices[np.minimum(pos, max(len(self.indices) - 1, 0))] \
+            if len(self.indices) else np.zeros(len(pos), self.indices.dtype)
+        hit = (pos < self.indptr[rows + 1]) & (found == want)
+        return valid & hit.reshape(users.shape)
+
+    def _search_rows(self, rows, items):
+        """Where ``items[k]`` would go in the sorted row ``rows[k]``.
+
+        One vectorised binary search per row, all rows at once
+        (``log2`` of the longest row steps): each probe stays inside its
+        user's row, so it touches far less memory than a search over
+        every pair.
+        """
+        lo, hi = self.indptr[rows], self.indptr[rows + 1]
+        last = max(len(self.indices) - 1, 0)
+        while True:
+            active = lo < hi
+            if not active.any():
+                return lo
+            mid = (lo + hi) >> 1
+            right = active & (self.indices[np.minimum(mid, last)] < items)
+            lo = np.where(right, mid + 1, lo)
+            hi = np.where(active & ~right, mid, hi)
 
     def dense(self, start=0, stop=None):
         """Rows ``start..stop-1`` as a bool (stop - start, num_items) mask."""

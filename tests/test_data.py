@@ -363,7 +363,7 @@ def test_item_sets_route_equals_dict_route(ml100k_split):
     assert [int(a[k][3][0]) for k in range(20)] == \
         [int(b[k][3][0]) for k in range(20)]
     nnz = sum(len(set(v)) for v in s['candidates'].values())
-    assert a.seen.nbytes == 944 * 8 + nnz * 4 + 943 * 8 + nnz * 8
+    assert a.seen.nbytes == 944 * 8 + nnz * 4 + 943 * 8    # CSR, counts
     assert a.nbytes == a.seen.nbytes + a.seq_users.nbytes + \
         a.seq_items.nbytes + a.seq_tgt.nbytes + a.test_seq.nbytes
 

@@ -81,7 +81,7 @@ def test_sets_equal_the_dense_reference(data):
                                   seen)
 
 
-def test_keys_are_rebuilt_from_csr():
+def test_contains_needs_only_the_csr_arrays():
     sets = ItemSets.from_pairs([2, 0, 2], [1, 4, 0], num_users=3,
                                num_items=5)
     rebuilt = ItemSets(sets.indptr, sets.indices, num_users=3, num_items=5)
