@@ -147,6 +147,23 @@ def _batches(dataset, *, batch_size, rng, num_negatives, net=None):
                *masks)
 
 
+def _as_mx(array):
+    """A batch's NumPy array as an MXNet array, sharing its memory.
+
+    ``np.array`` copies synchronously: it waits for MXNet's engine to run
+    every operator queued before it, so the next batch could not be
+    prepared while the current one trains. The batch's arrays are made for
+    one step and never written again, and :func:`train_epoch` keeps at
+    most ``IN_FLIGHT`` batches queued, so their memory stays bounded.
+    """
+    return mx.nd.from_numpy(onp.ascontiguousarray(array), zero_copy=True,
+                            array_cls=np.ndarray)
+
+
+#: batches queued in MXNet's engine at most while the next is prepared
+IN_FLIGHT = 2
+
+
 def train_epoch(net, dataset, trainer, *, batch_size, devices, rng, loss,
                 num_negatives=None, progress=None, epoch=None,
                 scorer=None):
@@ -171,7 +188,7 @@ def train_epoch(net, dataset, trainer, *, batch_size, devices, rng, loss,
     for arrays in _batches(dataset, batch_size=batch_size, rng=rng,
                            num_negatives=num_negatives,
                            net=net if masked else None):
-        shards = [gluon.utils.split_and_load(np.array(a), devices,
+        shards = [gluon.utils.split_and_load(_as_mx(a), devices,
                                              even_split=False)
                   for a in arrays]
         with autograd.record():
@@ -188,6 +205,8 @@ def train_epoch(net, dataset, trainer, *, batch_size, devices, rng, loss,
         n = len(arrays[0])
         trainer.step(n)
         losses.append(sum(part.sum().as_in_ctx(mx.cpu()) for part in ls))
+        if len(losses) > IN_FLIGHT:          # bound the engine's queue
+            losses[-IN_FLIGHT - 1].wait_to_read()
         count += n
         if progress is not None:
             progress.update(n)
