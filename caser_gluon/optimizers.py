@@ -6,6 +6,10 @@ this module registers :class:`TorchAdam` with MXNet under the name
 ``torchadam`` (once: a module is imported once, whereas ``python -m
 caser_gluon.train`` runs ``train.py`` twice).
 """
+import contextlib
+import os
+import threading
+
 import mxnet as mx
 
 __all__ = ['LAZY', 'LazyAdam', 'LazyRows', 'LazyTorchAdam', 'TorchAdam']
@@ -46,11 +50,38 @@ class LazyRows:
     lazy_names = frozenset()
 
     def update(self, index, weight, grad, state):
-        if self.param_dict[index].name in self.lazy_names:
-            grad = grad.as_nd_ndarray().tostype('row_sparse')
-            weight = weight.as_nd_ndarray()
-            state = tuple(s.as_nd_ndarray() for s in state)
-        super().update(index, weight, grad, state)
+        if self.param_dict[index].name not in self.lazy_names:
+            super().update(index, weight, grad, state)
+            return
+        grad = grad.as_nd_ndarray().tostype('row_sparse')
+        weight = weight.as_nd_ndarray()
+        state = tuple(s.as_nd_ndarray() for s in state)
+        first = threading.get_ident() not in _LAZY_THREADS
+        _LAZY_THREADS.add(threading.get_ident())
+        with _silent_stderr() if first else contextlib.nullcontext():
+            super().update(index, weight, grad, state)
+
+
+#: threads that ran a lazy update (MXNet's notice is printed once each)
+_LAZY_THREADS = set()
+
+
+@contextlib.contextmanager
+def _silent_stderr():
+    """File descriptor 2 to /dev/null for a moment.
+
+    MXNet writes an INFO line to stderr (from C++, once per thread) the
+    first time a lazy update runs, which would break the command line's
+    promise of one line per error; the README documents the behaviour.
+    """
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, 'w') as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 class LazyAdam(LazyRows, mx.optimizer.Adam):
