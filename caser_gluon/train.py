@@ -111,7 +111,7 @@ def train_epoch(net, dataset, trainer, *, batch_size, devices, rng, loss,
             ls = []
             for u, s, it in zip(*shards):
                 if full:                        # every item: (b, num_items)
-                    ls.append(loss_fn(net.score_all(u, s), it))
+                    ls.append(loss_fn(net.all_item_scores()(u, s), it))
                     continue
                 scores = net(u, s, it)                      # (b, T + N)
                 ls.append(loss_fn(scores[:, :T], scores[:, T:]))
