@@ -87,7 +87,15 @@ class ModelConfig:
     init: str = _field('chapter', 'chapter: every parameter Normal(0.01); '
                        'paper: the authors\' (embeddings Normal(1/k), '
                        'output Normal(1/2k), zero bias, layers Gluon\'s '
-                       'default)', choices=('chapter', 'paper'))
+                       'default); recbole: RecBole\'s (embeddings '
+                       'Normal(1/k), dense layers Xavier-normal with zero '
+                       'bias, convolutions as paper)',
+                       choices=('chapter', 'paper', 'recbole'))
+    output: str = _field('separate', "separate: score [z, p_u] with output "
+                         "embeddings Q' and a bias (the chapter, the paper); "
+                         'tied: a dense layer 2k -> k (ac_fc), then the '
+                         "input embeddings Q, no bias (RecBole's Caser)",
+                         choices=('separate', 'tied'))
 
 
 @dataclasses.dataclass
@@ -105,6 +113,11 @@ class DataConfig:
                          'interactions', check='non_negative')
     targets: int = _field(1, 'T, next items predicted per window (the '
                           'paper)', check='positive')
+    windows: str = _field('sliding', 'sliding: windows of L + T items, a '
+                          'shorter history one padded window (the chapter); '
+                          'prefixes: also the windows of the first items, '
+                          "left-padded (every prefix, RecBole's)",
+                          choices=('sliding', 'prefixes'))
     split: str = _field('last', "last: each user's latest item is the test "
                         'item (the chapter); last-valid: and the one before '
                         'validates; fraction: 70/10/20%% of each history in '
@@ -308,13 +321,19 @@ def given_flags(args):
     return {k: v for k, v in vars(args).items() if k in names}
 
 
+#: fields added after run folders were written: a ``config.json`` without
+#: them is read with their defaults (what those runs did)
+ADDED_LATER = ('output', 'windows')
+
+
 def read_config_file(path):
     """The flat values saved in a run's ``config.json``, checked.
 
     Returns
     -------
     dict
-        Every field of :class:`RunConfig` and whatever else was saved.
+        Every field of :class:`RunConfig` (those of ``ADDED_LATER`` filled
+        with their defaults when missing) and whatever else was saved.
 
     Raises
     ------
@@ -330,7 +349,10 @@ def read_config_file(path):
         raise ConfigError(f'{path}: not valid JSON ({err})') from None
     if not isinstance(saved, dict):
         raise ConfigError(f'{path}: not a run configuration')
-    missing = [k for k in to_flat(RunConfig()) if k not in saved]
+    defaults = to_flat(RunConfig())
+    for name in ADDED_LATER:       # older runs used the default
+        saved.setdefault(name, defaults[name])
+    missing = [k for k in defaults if k not in saved]
     if missing:
         raise ConfigError(f'{path}: no {missing[0]!r} (a damaged or foreign '
                           'config.json)')
@@ -350,11 +372,14 @@ PRESETS = {
               'lr': 1e-3, 'wd': 1e-6, 'batch_size': 512, 'epochs': 50,
               'optimizer': 'torchadam'},
     # the best recipe found on validation data (each user's second-to-last
-    # item held out; README): the authors' model with the full softmax
-    'best': {'num_factors': 50, 'd': 16, 'd_prime': 4, 'drop_ratio': 0.5,
-             'ac_conv': 'relu', 'ac_fc': 'relu', 'init': 'paper',
-             'targets': 1, 'loss': 'ce', 'lr': 1e-3, 'wd': 1e-6,
-             'batch_size': 512, 'epochs': 20, 'optimizer': 'torchadam'},
+    # item held out; README): RecBole's Caser (tied output, its
+    # initialisation, every prefix) with k=64, dropout 0.4, the full
+    # softmax, PyTorch's Adam lr 1e-3, batch 2048, 40 epochs
+    'best': {'num_factors': 64, 'd': 16, 'd_prime': 4, 'drop_ratio': 0.4,
+             'ac_conv': 'relu', 'ac_fc': 'relu', 'init': 'recbole',
+             'output': 'tied', 'windows': 'prefixes', 'targets': 1,
+             'loss': 'ce', 'lr': 1e-3, 'wd': 1e-6, 'batch_size': 2048,
+             'epochs': 40, 'optimizer': 'torchadam'},
 }
 
 

@@ -217,6 +217,17 @@ class SeqDataset(gluon.data.Dataset):
     and the test sequence (the input used to predict the held-out item) is
     the last ``L`` training items ``[3 4 5 6 7]``.
 
+    With ``windows='prefixes'`` (RecBole's training examples: one per
+    prefix of a history), the first items are targets too, each after the
+    items before it, left-padded (``P`` the padding id)::
+
+        seq = [P 0 1 2 3]  target = 4
+        seq = [P P 0 1 2]  target = 3
+        seq = [P P P 0 1]  target = 2
+        seq = [P P P P 0]  target = 1
+
+    so a user gives ``c - T`` windows (at least one).
+
     Parameters
     ----------
     user_ids, item_ids : array-like of int, shape (n,)
@@ -234,6 +245,10 @@ class SeqDataset(gluon.data.Dataset):
         warning).
     seed : int, optional
         Seed of the negative sampler.
+    windows : {'sliding', 'prefixes'}
+        ``'sliding'``: windows of ``L + T`` items, a shorter history one
+        padded window (the chapter); ``'prefixes'``: also every window
+        whose input starts before the history, left-padded (RecBole's).
 
     Attributes
     ----------
@@ -253,8 +268,12 @@ class SeqDataset(gluon.data.Dataset):
     """
 
     def __init__(self, user_ids, item_ids, L, num_users, num_items,
-                 candidates, *, targets=1, seed=None):
+                 candidates, *, targets=1, seed=None, windows='sliding'):
         L = _check_positive_int(L, 'L')
+        if windows not in ('sliding', 'prefixes'):
+            raise DataError(f"windows must be 'sliding' or 'prefixes', got "
+                            f'{windows!r}')
+        self.windows = windows
         self.T = _check_positive_int(targets, 'targets')
         users = np.asarray(user_ids, dtype=np.int64).ravel()
         items = np.asarray(item_ids, dtype=np.int64).ravel()
@@ -308,9 +327,11 @@ class SeqDataset(gluon.data.Dataset):
         padded[np.arange(len(items)) + np.repeat(pstarts + P - starts,
                                                  counts)] = items
         block_ends = pstarts + P + counts
-        n_win = np.where(too_short, 0, np.maximum(counts - W + 1, 1))
+        first_end = W if self.windows == 'sliding' else T + 1
+        n_win = np.where(too_short, 0,
+                         np.maximum(counts - first_end + 1, 1))
         self.num_padded_users = int(((counts < W) & ~too_short).sum())
-        if self.num_padded_users:
+        if self.num_padded_users and self.windows == 'sliding':
             warnings.warn(f'L={L}: {self.num_padded_users} users have fewer '
                           f'than L + T = {W} training items (shortest: '
                           f'{counts.min()}); their single window is '

@@ -12,7 +12,9 @@ convolutional networks:
 
 A dense layer turns both into the short-term intent ``z`` (``k`` values),
 which is joined with the user's general taste ``p_u``; an item's score is
-``[z, p_u] . q'_i + b_i``.
+``[z, p_u] . q'_i + b_i``. With ``output='tied'`` (RecBole's Caser) it is
+``act(W_2 [z, p_u] + b_2) . q_i`` instead: one more dense layer down to
+``k`` values, scored against the input item embeddings ``Q``, no bias.
 
 Unlike the chapter's ``nn.Block``, ``Caser`` is a ``HybridBlock`` (call
 ``hybridize()`` for a static graph), works with ``d=0`` or ``d_prime=0``
@@ -74,6 +76,11 @@ def _activate(F, x, name):
     if name == 'identity':
         return x
     return F.npx.activation(x, act_type=name)
+
+
+def _gluon_activation(name):
+    """Gluon's ``activation=`` for the named activation (None: identity)."""
+    return None if name == 'identity' else name
 
 
 class DenseIntent(nn.HybridBlock):
@@ -273,13 +280,20 @@ class Caser(SequentialRecommender):
         like, an ablation).
     conv : {'dense', 'conv2d'}
         How the convolutions are computed (see the module docstring).
+    output : {'separate', 'tied'}
+        ``'separate'``: score with the output embeddings ``Q_prime`` and
+        bias ``b`` (the chapter, the paper); ``'tied'``: a dense layer
+        ``out_proj`` (``2k -> k``, ``ac_fc``), then the input embeddings
+        ``Q``, no bias (RecBole's Caser; needs ``use_seq``).
 
     Notes
     -----
     Item id ``num_items`` is the padding id of ``SeqDataset``; ``Q`` has a
-    row for it, ``Q_prime`` and ``b`` (the output side) do not.
+    row for it, ``Q_prime`` and ``b`` (the output side) do not (nor do the
+    scores of a tied output).
 
-    Sub-blocks: ``P``, ``Q``, ``Q_prime``, ``b`` always; ``intent`` (a
+    Sub-blocks: ``P``, ``Q``, and ``Q_prime``, ``b`` (separate output) or
+    ``out_proj`` (tied output); ``intent`` (a
     :class:`DenseIntent`) with ``conv='dense'``; ``conv_v``, ``conv_h``,
     ``dropout`` and ``fc`` with ``conv='conv2d'`` (the others are
     ``None``).
@@ -290,7 +304,7 @@ class Caser(SequentialRecommender):
                  drop_ratio=DEFAULTS.drop_ratio, *, use_user=True,
                  use_seq=True, conv=DEFAULTS.conv, ac_conv=DEFAULTS.ac_conv,
                  ac_fc=DEFAULTS.ac_fc, dropout_on=DEFAULTS.dropout_on,
-                 **kwargs):
+                 output=DEFAULTS.output, **kwargs):
         super().__init__(**kwargs)
         for name, value in [('num_factors', num_factors), ('L', L),
                             ('num_users', num_users),
@@ -313,6 +327,10 @@ class Caser(SequentialRecommender):
         if dropout_on not in ('features', 'image'):
             raise ValueError(f"dropout_on must be 'features' or 'image', "
                              f'got {dropout_on!r}')
+        if output not in ('separate', 'tied') or (output == 'tied'
+                                                   and not use_seq):
+            raise ValueError(f"output must be 'separate' or 'tied' (which "
+                             f'needs use_seq), got {output!r}')
         if not 0 <= drop_ratio < 1:
             raise ValueError(f'drop_ratio must be in [0, 1), got '
                              f'{drop_ratio!r}')
@@ -331,14 +349,17 @@ class Caser(SequentialRecommender):
             else:
                 self._init_conv2d(num_factors, L, d, d_prime, drop_ratio,
                                   **acts)
-        self._init_output(num_items,
-                          num_factors * (int(use_user) + int(use_seq)))
+        width = num_factors * (int(use_user) + int(use_seq))
+        if output == 'tied':
+            self._init_output(num_items, width, tied=self.Q,
+                              activation=_gluon_activation(ac_fc))
+        else:
+            self._init_output(num_items, width)
 
     def _init_conv2d(self, k, L, d, d_prime, drop_ratio, *, ac_conv, ac_fc):
         """The chapter's layers: ``conv_v``, ``conv_h``, ``dropout``, ``fc``.
         """
-        def gluon_name(act):
-            return None if act == 'identity' else act
+        gluon_name = _gluon_activation
         if d_prime:
             self.conv_v = nn.Conv2D(d_prime, (L, 1), in_channels=1)
         self.conv_h = nn.HybridSequential()

@@ -98,7 +98,8 @@ def load_data(config, *, L, seed=None):
     train = _pairs(parts['train'])
     candidates = ItemSets.from_pairs(*train, **shape)
     dataset = data_lib.SeqDataset(*train, L, n_users, n_items, candidates,
-                                  targets=config.targets, seed=seed)
+                                  targets=config.targets, seed=seed,
+                                  windows=config.windows)
     info['windows_seconds'] = time.perf_counter() - start
     info['num_windows'] = len(dataset)
     out = {'train_seq_data': dataset, 'candidates': candidates,

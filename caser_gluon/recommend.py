@@ -20,7 +20,7 @@ import pathlib
 
 import mxnet as mx
 import numpy as onp
-from mxnet import autograd, np
+from mxnet import autograd, ndarray, np
 
 from . import config as config_lib
 from .data import read_titles
@@ -134,14 +134,17 @@ def recommend(net, state, *, user=None, items=None, n=10):
                               for i in items])
         seq = onp.array(([pad] * L + excluded.tolist())[-L:], onp.int32)
         u = 0
-    ctx = net.Q_prime.weight.list_ctx()[0]
+    ctx = next(iter(net.collect_params().values())).list_ctx()[0]
     with autograd.predict_mode():
-        x = net.user_vectors(np.array([u], ctx=ctx),
-                             np.array(seq[None], ctx=ctx)).asnumpy()[0]
-    if items is not None and getattr(net, 'use_user', False):
-        x[-net.num_factors:] = 0        # a cold user has no general taste
-    scores = (net.Q_prime.weight.data(ctx).asnumpy() @ x
-              + net.b.weight.data(ctx).asnumpy()[:, 0])
+        x = net.encode(ndarray, np.array([u], ctx=ctx),
+                       np.array(seq[None], ctx=ctx))
+        if items is not None and getattr(net, 'use_user', False):
+            x[:, -net.num_factors:] = 0   # a cold user has no general taste
+        x = net.project(ndarray, x).asnumpy()[0]
+    q, bias = net.output_table(ctx)
+    scores = q.asnumpy() @ x
+    if bias is not None:
+        scores = scores + bias.asnumpy()[:, 0]
     scores[excluded] = -onp.inf
     top = _top(scores, n)
     to_data = state['items'].to_data

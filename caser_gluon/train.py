@@ -183,7 +183,7 @@ def train_epoch(net, dataset, trainer, *, batch_size, devices, rng, loss,
     full = getattr(loss_fn, 'full_softmax', False)
     T = dataset.seq_tgt.shape[1]
     num_negatives = 0 if full else (num_negatives or T)
-    masked = scorer is not None and not full
+    masked = scorer is not None
     start, losses, count = time.perf_counter(), [], 0
     for arrays in _batches(dataset, batch_size=batch_size, rng=rng,
                            num_negatives=num_negatives,
@@ -195,7 +195,8 @@ def train_epoch(net, dataset, trainer, *, batch_size, devices, rng, loss,
             ls = []
             for u, s, it, *masks in zip(*shards):
                 if full:                        # every item: (b, num_items)
-                    ls.append(loss_fn(net.score_all(u, s), it))
+                    scores = net.all_item_scores()(u, s, *masks)
+                    ls.append(loss_fn(scores, it))
                     continue
                 scores = (scorer(u, s, it, *masks) if masked
                           else net(u, s, it))               # (b, T + N)

@@ -23,7 +23,7 @@ def _caser_kwargs(config):
             'drop_ratio': config.drop_ratio, 'use_user': config.use_user,
             'use_seq': config.use_seq, 'conv': config.conv,
             'ac_conv': config.ac_conv, 'ac_fc': config.ac_fc,
-            'dropout_on': config.dropout_on}
+            'dropout_on': config.dropout_on, 'output': config.output}
 
 
 def _session_kwargs(config):
@@ -39,21 +39,22 @@ KWARGS = {'caser': _caser_kwargs, 'gru4rec': _session_kwargs,
           'sasrec': _session_kwargs}
 
 
-def _paper_init(net, k):
+def _paper_init(net, k, *, output_scale=0.5):
     """The authors' initialisation (caser_pytorch), in place.
 
     Input embeddings ``Normal(1 / k)``, output embedding ``Normal(1 /
-    2k)``, output bias zero, and every other weight and bias
-    ``Uniform(+-1 / sqrt(fan_in))`` (PyTorch's default for its layers).
+    2k)`` (``output_scale / k``), output bias zero, and every other weight
+    and bias ``Uniform(+-1 / sqrt(fan_in))`` (PyTorch's default for its
+    layers).
     """
     special = {'P': mx.init.Normal(1.0 / k), 'Q': mx.init.Normal(1.0 / k),
-               'Q_prime': mx.init.Normal(0.5 / k), 'b': mx.init.Zero()}
+               'Q_prime': mx.init.Normal(output_scale / k),
+               'b': mx.init.Zero()}
     done = set()
     for name, init in special.items():
         block = getattr(net, name, None)
         if block is not None:
-            block.weight.initialize(init=init, force_reinit=True,
-                                    ctx=block.weight.list_ctx())
+            _reinit(block.weight, init)
             done.add(block.weight.name)
     params = net.collect_params()
     for name, param in params.items():
@@ -62,14 +63,39 @@ def _paper_init(net, k):
         weight = params[name[:-len('bias')] + 'weight'] if \
             name.endswith('bias') else param
         fan_in = int(onp.prod(weight.shape[1:]))
-        param.initialize(init=mx.init.Uniform(fan_in ** -0.5),
-                         force_reinit=True, ctx=param.list_ctx())
+        _reinit(param, mx.init.Uniform(fan_in ** -0.5))
+
+
+def _reinit(param, init):
+    param.initialize(init=init, force_reinit=True, ctx=param.list_ctx())
+
+
+def _recbole_init(net, k):
+    """RecBole's initialisation of its Caser, in place.
+
+    Every embedding ``Normal(1 / k)``, output bias zero, the dense layers
+    (``fc``, ``out_proj``) Xavier-normal (``std = sqrt(2 / (fan_in +
+    fan_out))``) with zero bias, and the convolutions as
+    :func:`_paper_init` (PyTorch's default).
+    """
+    _paper_init(net, k, output_scale=1.0)
+    xavier = mx.init.Xavier(rnd_type='gaussian', factor_type='avg',
+                            magnitude=1)
+    intent = getattr(net, 'intent', None)
+    dense = [getattr(net, name, None) for name in ('fc', 'out_proj')]
+    pairs = [(b.weight, b.bias) for b in dense if b is not None]
+    if intent is not None:
+        pairs.append((intent.fc_weight, intent.fc_bias))
+    for weight, bias in pairs:
+        _reinit(weight, xavier)
+        _reinit(bias, mx.init.Zero())
 
 
 def build_model(config, *, num_users, num_items, devices, hybridize=True):
     """A model initialised as the chapter does (``Normal(0.01)``, ``INITS``).
 
-    ``config.init = 'paper'`` initialises it as the authors' code does.
+    ``config.init = 'paper'`` initialises it as the authors' code does,
+    ``'recbole'`` as RecBole's Caser.
 
     Parameters
     ----------
@@ -96,6 +122,8 @@ def build_model(config, *, num_users, num_items, devices, hybridize=True):
     net.initialize(ctx=devices, force_reinit=True, init=INITS[config.model])
     if config.init == 'paper':
         _paper_init(net, config.num_factors)
+    elif config.init == 'recbole':
+        _recbole_init(net, config.num_factors)
     if hybridize:
         net.hybridize(static_alloc=True, static_shape=False)
     return net

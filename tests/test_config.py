@@ -172,3 +172,13 @@ def test_a_given_loss_drops_the_presets_negatives():
     values = with_preset({'preset': 'paper', 'loss': 'bce',
                           'num_negatives': 5})
     assert values['num_negatives'] == 5
+
+
+def test_runs_older_than_output_and_windows_read_with_defaults(tmp_path):
+    flat = config_lib.to_flat(config_lib.RunConfig())
+    for name in config_lib.ADDED_LATER:
+        del flat[name]
+    path = tmp_path / 'config.json'
+    path.write_text(json.dumps(flat))
+    saved = config_lib.read_config_file(path)
+    assert saved['output'] == 'separate' and saved['windows'] == 'sliding'

@@ -286,6 +286,12 @@ def test_given_masks_act_as_dropout(where, hybridize):
     onp.testing.assert_allclose(
         got, reference_scores(net, users, seqs, items, masks),
         rtol=1e-4, atol=1e-5)
+    every = onp.tile(onp.arange(ITEMS), (8, 1))      # the full softmax's
+    with mx.autograd.train_mode():
+        got = net.all_item_scores()(*args[:2], *args[3:]).asnumpy()
+    onp.testing.assert_allclose(
+        got, reference_scores(net, users, seqs, every, masks),
+        rtol=1e-4, atol=1e-5)
     with mx.autograd.predict_mode():      # the model's own call: no masks
         onp.testing.assert_allclose(
             net(*args[:3]).asnumpy(), reference_scores(net, users, seqs, items),

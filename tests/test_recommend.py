@@ -127,3 +127,23 @@ def test_ratings_run_speaks_the_file_ids(ratings_run, capsys):
                           (['--items', '5002'], "unknown item '5002'")]:
         assert run_cli(['recommend', '--run', str(out), *argv]) == 2
         assert message in error_line(capsys.readouterr().err, 'recommend')
+
+
+def test_tied_output_run_recommends_its_scores(tmp_path, capsys):
+    ratings = tmp_path / 'ratings.tsv'
+    write_ratings(ratings)
+    out = tmp_path / 'run'
+    assert run_cli(['train', '--ratings', str(ratings), '--epochs', '1',
+                    '--batch-size', '32', '--output', 'tied', '--windows',
+                    'prefixes', '--loss', 'ce', '--quiet', '--out',
+                    str(out)]) == 0
+    net, state = recommend.load_run(out)
+    assert net.Q_prime is None and net.out_proj is not None
+    result = recommend.recommend(net, state, user=101, n=5)
+    u = state['users'].to_internal(101, 'user')
+    scores = all_scores(net, u, state['test_seq'][u], net.num_items)
+    top = [state['items'].to_internal(i, 'item') for i, _ in result['top']]
+    onp.testing.assert_allclose([s for _, s in result['top']], scores[top],
+                                rtol=1e-4, atol=1e-5)
+    assert scores[top[0]] >= onp.delete(scores, state['seen'][1][
+        state['seen'][0][u]:state['seen'][0][u + 1]]).max() - 1e-5
