@@ -254,6 +254,40 @@ class DenseIntent(nn.HybridBlock):
             F.np.repeat(params['conv_v_bias'], k), num_hidden=d_prime * k)
 
 
+def _check_arguments(*, num_factors, num_users, num_items, L, d, d_prime,
+                     drop_ratio, use_user, use_seq, conv, ac_conv, ac_fc,
+                     dropout_on, output):
+    """Raise ValueError naming the first bad argument of :class:`Caser`."""
+    for name, value in [('num_factors', num_factors), ('L', L),
+                        ('num_users', num_users),
+                        ('num_items', num_items)]:
+        if int(value) != value or value < 1:
+            raise ValueError(f'{name} must be a positive integer, '
+                             f'got {value!r}')
+    if d < 0 or d_prime < 0 or (use_seq and d + d_prime == 0):
+        raise ValueError(f'need d >= 0, d_prime >= 0 and one of them '
+                         f'> 0, got d={d}, d_prime={d_prime}')
+    if conv not in ('dense', 'conv2d'):
+        raise ValueError(f"conv must be 'dense' or 'conv2d', got "
+                         f'{conv!r}')
+    if not (use_user or use_seq):
+        raise ValueError('use_user and use_seq cannot both be False')
+    for name, value in [('ac_conv', ac_conv), ('ac_fc', ac_fc)]:
+        if value not in ACTIVATIONS:
+            raise ValueError(f'{name} must be one of {ACTIVATIONS}, got '
+                             f'{value!r}')
+    if dropout_on not in ('features', 'image'):
+        raise ValueError(f"dropout_on must be 'features' or 'image', "
+                         f'got {dropout_on!r}')
+    if output not in ('separate', 'tied') or (output == 'tied'
+                                               and not use_seq):
+        raise ValueError(f"output must be 'separate' or 'tied' (which "
+                         f'needs use_seq), got {output!r}')
+    if not 0 <= drop_ratio < 1:
+        raise ValueError(f'drop_ratio must be in [0, 1), got '
+                         f'{drop_ratio!r}')
+
+
 class Caser(SequentialRecommender):
     """Convolutional sequence embedding recommender.
 
@@ -306,34 +340,12 @@ class Caser(SequentialRecommender):
                  ac_fc=DEFAULTS.ac_fc, dropout_on=DEFAULTS.dropout_on,
                  output=DEFAULTS.output, **kwargs):
         super().__init__(**kwargs)
-        for name, value in [('num_factors', num_factors), ('L', L),
-                            ('num_users', num_users),
-                            ('num_items', num_items)]:
-            if int(value) != value or value < 1:
-                raise ValueError(f'{name} must be a positive integer, '
-                                 f'got {value!r}')
-        if d < 0 or d_prime < 0 or (use_seq and d + d_prime == 0):
-            raise ValueError(f'need d >= 0, d_prime >= 0 and one of them '
-                             f'> 0, got d={d}, d_prime={d_prime}')
-        if conv not in ('dense', 'conv2d'):
-            raise ValueError(f"conv must be 'dense' or 'conv2d', got "
-                             f'{conv!r}')
-        if not (use_user or use_seq):
-            raise ValueError('use_user and use_seq cannot both be False')
-        for name, value in [('ac_conv', ac_conv), ('ac_fc', ac_fc)]:
-            if value not in ACTIVATIONS:
-                raise ValueError(f'{name} must be one of {ACTIVATIONS}, got '
-                                 f'{value!r}')
-        if dropout_on not in ('features', 'image'):
-            raise ValueError(f"dropout_on must be 'features' or 'image', "
-                             f'got {dropout_on!r}')
-        if output not in ('separate', 'tied') or (output == 'tied'
-                                                   and not use_seq):
-            raise ValueError(f"output must be 'separate' or 'tied' (which "
-                             f'needs use_seq), got {output!r}')
-        if not 0 <= drop_ratio < 1:
-            raise ValueError(f'drop_ratio must be in [0, 1), got '
-                             f'{drop_ratio!r}')
+        _check_arguments(
+            num_factors=num_factors, num_users=num_users,
+            num_items=num_items, L=L, d=d, d_prime=d_prime,
+            drop_ratio=drop_ratio, use_user=use_user, use_seq=use_seq,
+            conv=conv, ac_conv=ac_conv, ac_fc=ac_fc, dropout_on=dropout_on,
+            output=output)
         self.num_factors, self.L, self.d, self.d_prime = (
             num_factors, L, d, d_prime)
         self.use_user, self.use_seq, self.conv = use_user, use_seq, conv
