@@ -110,6 +110,11 @@ def check_config(config):
     if t.patience and d.split in ('last', 'files') and not d.valid_file:
         raise UsageError('--patience needs a validation part: --split '
                          'last-valid, fraction, or --valid-file')
+    if t.average_last and (t.average_last > t.epochs or t.patience
+                           or t.loop != 'fast'):
+        raise UsageError(f'--average-last {t.average_last}: needs --loop '
+                         f'fast, no --patience, and at most --epochs '
+                         f'({t.epochs}) epochs')
     if (d.split == 'files') != bool(d.train_file or d.test_file):
         raise UsageError('--split files goes with --train-file and '
                          '--test-file')

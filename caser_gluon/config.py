@@ -161,6 +161,10 @@ class TrainConfig:
     patience: int | None = _field(
         None, 'with a validation part: stop after this many epochs without '
         'a better validation NDCG@10 (default: never)', check='positive')
+    average_last: int = _field(
+        0, "the run's model is the mean of its parameters after each of the "
+        'last N epochs (stochastic weight averaging); 0: the last epoch\'s',
+        check='non_negative')
     loop: str = _field('fast', "fast: this package's loop; d2l: "
                        'd2l.train_ranking', choices=('fast', 'd2l'))
     evaluator: str = _field('all', 'all: rank every item; d2l: '
@@ -379,7 +383,7 @@ PRESETS = {
              'ac_conv': 'relu', 'ac_fc': 'relu', 'init': 'recbole',
              'output': 'tied', 'windows': 'prefixes', 'targets': 1,
              'loss': 'ce', 'lr': 1e-3, 'wd': 1e-6, 'batch_size': 2048,
-             'epochs': 40, 'optimizer': 'torchadam'},
+             'epochs': 40, 'optimizer': 'torchadam', 'average_last': 10},
 }
 
 

@@ -20,6 +20,7 @@ import warnings
 
 import numpy as onp
 
+from .averaging import ParameterAverage
 from .config import RunConfig, from_flat, with_preset
 from .data import DataWarning
 from .evaluate import evaluate_blocks, evaluate_model
@@ -116,14 +117,27 @@ def run_config(name, *, chapter, config, devices):
                       num_items=chapter['num_items'], devices=devices)
     trainer = make_trainer(net, lr=t.lr, wd=t.wd, optimizer=t.optimizer,
                            kvstore=t.kvstore, lazy=wants_lazy(t))
+    average, on_epoch = _averaging(net, t)
     history = fit(net, dataset, trainer, num_epochs=t.epochs,
                   batch_size=t.batch_size, devices=devices, seed=t.seed,
                   loss=t.loss, num_negatives=t.num_negatives, quiet=True,
-                  lazy_update=t.lazy_update)
+                  lazy_update=t.lazy_update, on_epoch=on_epoch)
+    if average is not None:
+        average.copy_to(net)
     record = evaluate_model(net, test_seq=dataset.test_seq,
                             device=devices[0], **sets)
     record['train_seconds'] = sum(h['train_seconds'] for h in history)
     return dict(record, name=name, seed=t.seed)
+
+
+def _averaging(net, train):
+    """``(ParameterAverage, on_epoch callback)`` for ``--average-last``
+    (the last epochs that ``train.epochs`` has), or ``(None, None)``."""
+    if not train.average_last:
+        return None, None
+    average = ParameterAverage(
+        first_epoch=max(1, train.epochs - train.average_last + 1))
+    return average, lambda record: average.update(net, record['epoch'])
 
 
 def run_grid(names, *, seeds, epochs=None, devices, progress=True):

@@ -19,6 +19,7 @@ import sys
 import numpy as onp
 
 from . import config as config_lib
+from .averaging import ParameterAverage
 from .distributed import DistWorker, is_dist
 from .evaluate import evaluate_model, evaluate_ranking
 from .prepare import load_data
@@ -95,9 +96,11 @@ def _run_in(folder, config, *, devices, dist, resume, quiet):
                                          optimizer=t.optimizer,
                                          kvstore=t.kvstore,
                                          lazy=wants_lazy(t)))
-    start = 1
+    start, average = 1, (ParameterAverage(
+        first_epoch=t.epochs - t.average_last + 1) if t.average_last else None)
     if resume:
-        start = folder.load_checkpoint(net, trainer, devices=devices) + 1
+        start = folder.load_checkpoint(net, trainer, devices=devices,
+                                       average=average) + 1
         print(f'resuming {folder.dir} after epoch {start - 1}')
     saved = dict(config_lib.to_flat(config), out=str(folder.dir),
                  contexts=[str(d) for d in devices], data=chapter['data_info'],
@@ -108,7 +111,8 @@ def _run_in(folder, config, *, devices, dist, resume, quiet):
         print('configuration: ' + json.dumps(saved))
     tracker = EpochTracker(folder, net, trainer, patience=t.patience,
                            validating=chapter['valid_input'] is not None,
-                           checkpoints=dist is None, quiet=quiet)
+                           checkpoints=dist is None, quiet=quiet,
+                           average=average)
     _fit(net, dataset, trainer, chapter=chapter, config=config,
          devices=devices, tracker=tracker, start=start, quiet=quiet,
          batch_size=dist.batch_size if dist else t.batch_size)
@@ -158,11 +162,14 @@ class EpochTracker:
     validating : bool
         Records carry validation metrics (``valid_*``).
     checkpoints, quiet : bool
+    average : ParameterAverage, optional
+        Updated after each epoch (``--average-last``), kept by checkpoints.
     """
 
     def __init__(self, folder, net, trainer, *, patience, validating,
-                 checkpoints, quiet):
+                 checkpoints, quiet, average=None):
         self.folder, self.net, self.trainer = folder, net, trainer
+        self.average = average
         self.patience, self.validating = patience, validating
         self.checkpoints, self.quiet = checkpoints, quiet
 
@@ -177,11 +184,14 @@ class EpochTracker:
 
     def __call__(self, record):
         self.folder.add(record)         # every metric goes to metrics.json
+        if self.average is not None:
+            self.average.update(self.net, record['epoch'])
         if self.validating and self.best is record and self.folder.owner:
             self.folder.save_params(self.net, 'best.params')
         if self.checkpoints:
             self.folder.save_checkpoint(self.net, self.trainer,
-                                        epoch=record['epoch'])
+                                        epoch=record['epoch'],
+                                        average=self.average)
         if not self.quiet:
             print(' '.join(f'{k} {record[k]:.4g}' if isinstance(
                 record[k], float) else f'{k} {record[k]}'
@@ -254,8 +264,12 @@ def _test_metrics(net, chapter, devices):
 
 
 def _result(net, chapter, tracker, *, devices, loop, owner):
-    """The run's result: the chosen epoch's test metrics, saved."""
+    """The run's result: the chosen epoch's test metrics (or those of the
+    averaged parameters, ``--average-last``), saved."""
     folder, best = tracker.folder, tracker.best
+    if tracker.average is not None:
+        return _averaged_result(net, chapter, tracker, devices=devices,
+                                owner=owner)
     if tracker.validating:
         load_params(net, folder.dir / 'best.params', device=devices)
         test = _test_metrics(net, chapter, devices)
@@ -269,6 +283,21 @@ def _result(net, chapter, tracker, *, devices, loop, owner):
     if owner:
         folder.save_params(net)
         (folder.dir / 'result.json').write_text(strict_json(result))
+    return result
+
+
+def _averaged_result(net, chapter, tracker, *, devices, owner):
+    """The test (and validation) metrics of the averaged parameters."""
+    tracker.average.copy_to(net)
+    result = _test_metrics(net, chapter, devices)
+    if tracker.validating:
+        result.update(_epoch_evaluator(chapter, 'all', devices)(net))
+    result.update(epoch=tracker.folder.history[-1]['epoch'],
+                  averaged_epochs=tracker.average.count,
+                  multi_item=bool(chapter['test_input'].counts().max() > 1))
+    if owner:
+        tracker.folder.save_params(net)
+        (tracker.folder.dir / 'result.json').write_text(strict_json(result))
     return result
 
 

@@ -222,25 +222,30 @@ class RunFolder:
 
     # -- checkpoints ------------------------------------------------------
 
-    def save_checkpoint(self, net, trainer, *, epoch):
-        """Commit the checkpoint of ``epoch`` (see the module docstring)."""
+    def save_checkpoint(self, net, trainer, *, epoch, average=None):
+        """Commit the checkpoint of ``epoch`` (see the module docstring),
+        with the running ``average`` of the parameters if given."""
         if not self.owner:
             return
-        params = self.dir / f'checkpoint-e{epoch}.params'
-        states = self.dir / f'checkpoint-e{epoch}.states'
-        net.save_parameters(str(params))
-        trainer.save_states(str(states))
-        meta = {'epoch': epoch, 'history': self.history,
-                'params': params.name, 'states': states.name,
-                'params_sha256': _sha256(params),
-                'states_sha256': _sha256(states)}
+        files = {'params': self.dir / f'checkpoint-e{epoch}.params',
+                 'states': self.dir / f'checkpoint-e{epoch}.states'}
+        net.save_parameters(str(files['params']))
+        trainer.save_states(str(files['states']))
+        if average is not None:
+            files['average'] = self.dir / f'checkpoint-e{epoch}.average.npz'
+            onp.savez(files['average'], **average.state())
+        meta = {'epoch': epoch, 'history': self.history}
+        for key, path in files.items():
+            meta[key], meta[f'{key}_sha256'] = path.name, _sha256(path)
         _atomic_write(self.dir / META, strict_json(meta))
+        keep = {path.name for path in files.values()}
         for old in self.dir.glob('checkpoint-e*'):
-            if old.name not in (params.name, states.name):
+            if old.name not in keep:
                 old.unlink(missing_ok=True)
 
-    def load_checkpoint(self, net, trainer, *, devices):
-        """Load the last committed epoch into ``net`` and ``trainer``.
+    def load_checkpoint(self, net, trainer, *, devices, average=None):
+        """Load the last committed epoch into ``net``, ``trainer`` and the
+        running ``average`` of the parameters (if given).
 
         Returns
         -------
@@ -254,7 +259,12 @@ class RunFolder:
             the model.
         """
         meta = _read_meta(self.dir / META)
-        for key in ('params', 'states'):
+        keys = ('params', 'states') + (
+            ('average',) if average is not None else ())
+        if average is not None and 'average' not in meta:
+            raise RunError(f'{self.dir / META}: no parameter average to '
+                           'resume --average-last with')
+        for key in keys:
             path = self.dir / meta[key]
             if not path.is_file():
                 raise RunError(f'{path}: missing')
@@ -264,6 +274,13 @@ class RunFolder:
         _load(net.load_parameters, self.dir / meta['params'], 'model',
               ctx=devices)
         _load(trainer.load_states, self.dir / meta['states'], 'optimiser')
+        if average is not None:
+            with onp.load(self.dir / meta['average']) as arrays:
+                try:
+                    average.load_state(arrays)
+                except ValueError as err:
+                    raise RunError(f"{self.dir / meta['average']}: {err}"
+                                   ) from None
         self.history = list(meta['history'])
         return int(meta['epoch'])
 

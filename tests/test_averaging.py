@@ -1,0 +1,129 @@
+"""``--average-last N``: the run's model is the mean of its last epochs.
+
+Checked against the epochs' own parameters, saved by a callback and
+averaged with NumPy; a resumed run averages what an uninterrupted one does.
+"""
+import json
+
+import mxnet as mx
+import numpy as onp
+import pytest
+from helpers import error_line, run_cli, write_ratings
+
+from caser_gluon import pipeline
+from caser_gluon import train as train_lib
+from caser_gluon.averaging import ParameterAverage
+from caser_gluon.config import ModelConfig
+from caser_gluon.zoo import build_model
+
+SMALL = ['--batch-size', '32', '--num-factors', '8', '--quiet']
+
+
+@pytest.fixture
+def ratings(tmp_path):
+    path = tmp_path / 'ratings.tsv'
+    write_ratings(path)
+    return path
+
+
+def _net(seed):
+    mx.random.seed(seed)
+    return build_model(ModelConfig(num_factors=4), num_users=5, num_items=7,
+                       devices=[mx.cpu()])
+
+
+def _values(net):
+    return {k: p.data().asnumpy().copy()
+            for k, p in net._collect_params_with_prefix().items()}
+
+
+def test_mean_of_the_epochs_from_first_epoch_on():
+    nets = [_net(seed) for seed in range(4)]          # "epochs" 1..4
+    average = ParameterAverage(first_epoch=2)
+    for epoch, net in enumerate(nets, start=1):
+        average.update(net, epoch)
+    assert average.count == 3
+    target = _net(9)
+    average.copy_to(target)
+    expected = [_values(net) for net in nets[1:]]
+    for name, value in _values(target).items():
+        assert onp.allclose(value, onp.mean([e[name] for e in expected], 0),
+                            atol=1e-7), name
+    restored = ParameterAverage(first_epoch=2)
+    restored.load_state(dict(average.state()))
+    assert restored.count == 3
+    other = _net(8)
+    restored.copy_to(other)
+    assert all((a == b).all() for a, b in zip(_values(other).values(),
+                                               _values(target).values()))
+
+
+def test_nothing_averaged_cannot_be_copied():
+    with pytest.raises(ValueError, match='no epoch'):
+        ParameterAverage(first_epoch=3).copy_to(_net(0))
+
+
+def _saving_epochs(monkeypatch, store):
+    """Keep a copy of the parameters after each epoch of the next run."""
+    original = pipeline.EpochTracker.__call__
+
+    def call(self, record):
+        store[record['epoch']] = _values(self.net)
+        return original(self, record)
+    monkeypatch.setattr(pipeline.EpochTracker, '__call__', call)
+
+
+def test_run_result_is_the_average_of_the_last_epochs(ratings, tmp_path,
+                                                      monkeypatch):
+    epochs = {}
+    _saving_epochs(monkeypatch, epochs)
+    out = tmp_path / 'run'
+    assert run_cli(['train', '--ratings', str(ratings), '--out', str(out),
+                    '--epochs', '4', '--average-last', '3', *SMALL]) == 0
+    net = build_model(ModelConfig(num_factors=8), num_users=24,
+                      num_items=30, devices=[mx.cpu()])
+    net.load_parameters(str(out / 'caser.params'), ctx=mx.cpu())
+    for name, value in _values(net).items():
+        mean = onp.mean([epochs[e][name] for e in (2, 3, 4)], axis=0)
+        assert onp.allclose(value, mean, atol=1e-6), name
+    result = json.loads((out / 'result.json').read_text())
+    assert result['averaged_epochs'] == 3 and result['epoch'] == 4
+    last = json.loads((out / 'metrics.json').read_text())[-1]
+    assert result['hit_rate'] != last['hit_rate'] or \
+        result['auc'] != last['auc']      # not the last epoch's model
+
+
+def test_resumed_average_equals_one_run(ratings, tmp_path, monkeypatch):
+    """Interrupted inside the averaged epochs (after epoch 3 of 5, the
+    mean of 2 and 3 in its checkpoint), resumed: the same model."""
+    whole, part = tmp_path / 'whole', tmp_path / 'part'
+    flags = ['--ratings', str(ratings), '--epochs', '5', '--average-last',
+             '4', *SMALL]
+    assert run_cli(['train', '--out', str(whole), *flags]) == 0
+    real = train_lib.train_epoch
+
+    def train_epoch(*args, **kwargs):
+        if kwargs['epoch'] == 4:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+    monkeypatch.setattr(train_lib, 'train_epoch', train_epoch)
+    assert run_cli(['train', '--out', str(part), *flags]) == 130
+    monkeypatch.undo()
+    assert run_cli(['train', '--resume', str(part), '--quiet']) == 0
+    a = json.loads((whole / 'result.json').read_text())
+    b = json.loads((part / 'result.json').read_text())
+    assert a == b and a['averaged_epochs'] == 4
+    # the window cannot move once averaging has begun
+    assert run_cli(['train', '--resume', str(part), '--epochs', '7',
+                    '--quiet']) == 2
+
+
+@pytest.mark.parametrize('flags', [
+    ['--epochs', '2', '--average-last', '3'],
+    ['--average-last', '2', '--patience', '2', '--split', 'last-valid'],
+    ['--average-last', '2', '--loop', 'd2l'],
+])
+def test_average_last_misuse_is_one_line(ratings, tmp_path, capsys, flags):
+    assert run_cli(['train', '--ratings', str(ratings), '--out',
+                    str(tmp_path / 'x'), *SMALL, *flags]) == 2
+    assert '--average-last' in error_line(capsys.readouterr().err, 'train')
