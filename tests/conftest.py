@@ -4,10 +4,20 @@ import os
 import mxnet as mx
 import numpy as np
 import pytest
+from helpers import write_ratings
 
 from caser_gluon import data as data_lib
 
 os.environ.setdefault('MPLBACKEND', 'Agg')
+
+
+@pytest.fixture
+def ratings(tmp_path):
+    """A tiny ratings file (``helpers.write_ratings``: 24 users, 30 items).
+    """
+    path = tmp_path / 'ratings.tsv'
+    write_ratings(path)
+    return path
 
 
 @pytest.fixture

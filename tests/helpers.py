@@ -13,6 +13,10 @@ from caser_gluon import cli
 __all__ = ['brute_force_metrics', 'error_line', 'run_cli', 'write_ratings']
 
 
+#: a small model and batch for the tiny ratings file, quiet
+SMALL = ['--batch-size', '32', '--num-factors', '8', '--quiet']
+
+
 def write_ratings(path, *, num_users=24, num_items=30, per_user=10, seed=0,
                   sep='\t'):
     """Write a ``user item rating timestamp`` file with non-trivial ids.

@@ -8,22 +8,13 @@ import json
 import mxnet as mx
 import numpy as onp
 import pytest
-from helpers import error_line, run_cli, write_ratings
+from helpers import SMALL, error_line, run_cli
 
 from caser_gluon import pipeline
 from caser_gluon import train as train_lib
 from caser_gluon.averaging import ParameterAverage
 from caser_gluon.config import ModelConfig
 from caser_gluon.zoo import build_model
-
-SMALL = ['--batch-size', '32', '--num-factors', '8', '--quiet']
-
-
-@pytest.fixture
-def ratings(tmp_path):
-    path = tmp_path / 'ratings.tsv'
-    write_ratings(path)
-    return path
 
 
 def _net(seed):

@@ -12,7 +12,7 @@ import time
 import mxnet as mx
 import numpy as onp
 import pytest
-from helpers import error_line, run_cli, write_ratings
+from helpers import SMALL, error_line, run_cli, write_ratings
 from mxnet import np
 
 from caser_gluon import data as data_lib
@@ -22,16 +22,6 @@ from caser_gluon.config import ModelConfig, RunConfig, to_flat
 from caser_gluon.interactions import ItemSets
 from caser_gluon.runtime import resolve_devices, set_seed
 from caser_gluon.zoo import build_model
-
-#: a small model and batch for the tiny ratings file
-SMALL = ['--batch-size', '32', '--num-factors', '8', '--quiet']
-
-
-@pytest.fixture
-def ratings(tmp_path):
-    path = tmp_path / 'ratings.tsv'
-    write_ratings(path)
-    return path
 
 
 def train(ratings, out, *argv):
