@@ -32,6 +32,12 @@ class ParameterAverage:
     def __init__(self, *, first_epoch):
         self.first_epoch, self.count, self.means = first_epoch, 0, {}
 
+    @classmethod
+    def last(cls, n, *, num_epochs):
+        """The mean of the last ``n`` of ``num_epochs`` epochs (of all of
+        them if there are fewer), or ``None`` for ``n = 0``."""
+        return cls(first_epoch=max(1, num_epochs - n + 1)) if n else None
+
     def update(self, net, epoch):
         """Add ``net``'s parameters after ``epoch`` to the mean (epochs
         before ``first_epoch`` are left out)."""

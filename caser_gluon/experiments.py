@@ -133,10 +133,10 @@ def run_config(name, *, chapter, config, devices):
 def _averaging(net, train):
     """``(ParameterAverage, on_epoch callback)`` for ``--average-last``
     (the last epochs that ``train.epochs`` has), or ``(None, None)``."""
-    if not train.average_last:
+    average = ParameterAverage.last(train.average_last,
+                                    num_epochs=train.epochs)
+    if average is None:
         return None, None
-    average = ParameterAverage(
-        first_epoch=max(1, train.epochs - train.average_last + 1))
     return average, lambda record: average.update(net, record['epoch'])
 
 

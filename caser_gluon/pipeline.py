@@ -96,8 +96,8 @@ def _run_in(folder, config, *, devices, dist, resume, quiet):
                                          optimizer=t.optimizer,
                                          kvstore=t.kvstore,
                                          lazy=wants_lazy(t)))
-    start, average = 1, (ParameterAverage(
-        first_epoch=t.epochs - t.average_last + 1) if t.average_last else None)
+    start = 1
+    average = ParameterAverage.last(t.average_last, num_epochs=t.epochs)
     if resume:
         start = folder.load_checkpoint(net, trainer, devices=devices,
                                        average=average) + 1

@@ -124,3 +124,36 @@ def test_quick_grid_writes_report(tmp_path, capsys):
         assert 0.5 < r['auc'] < 1
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == {
         'report': str(tmp_path / 'RESULTS.md')}
+
+
+def test_run_config_evaluates_the_average_of_the_last_epochs(tmp_path,
+                                                             monkeypatch):
+    write_ratings(tmp_path / 'r.tsv', num_users=30, num_items=40,
+                  per_user=12)
+    chapter = load_data(DataConfig(ratings=str(tmp_path / 'r.tsv')), L=5,
+                        seed=0)
+    config = RunConfig().replace(epochs=3, average_last=2, batch_size=64)
+    epochs, evaluated = {}, {}
+
+    def values(net):
+        return {k: p.data().asnumpy().copy()
+                for k, p in net._collect_params_with_prefix().items()}
+
+    def fit(net, *args, on_epoch, **kwargs):
+        def record(r):
+            epochs[r['epoch']] = values(net)
+            on_epoch(r)
+        return real_fit(net, *args, on_epoch=record, **kwargs)
+
+    def evaluate_model(net, **kwargs):
+        evaluated.update(values(net))
+        return real_evaluate(net, **kwargs)
+    real_fit, real_evaluate = experiments.fit, experiments.evaluate_model
+    monkeypatch.setattr(experiments, 'fit', fit)
+    monkeypatch.setattr(experiments, 'evaluate_model', evaluate_model)
+    experiments.run_config('caser (chapter)', chapter=chapter,
+                           config=config, devices=[mx.cpu()])
+    assert sorted(epochs) == [1, 2, 3]
+    for name, value in evaluated.items():
+        mean = (epochs[2][name] + epochs[3][name]) / 2
+        assert np.allclose(value, mean, atol=1e-6), name
