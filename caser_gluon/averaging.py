@@ -45,7 +45,7 @@ class ParameterAverage:
             return
         self.count += 1
         for name, param in _params(net).items():
-            value = param.data().asnumpy()           # first device's copy
+            value = param.list_data()[0].asnumpy()   # first device's copy
             mean = self.means.setdefault(name, onp.zeros_like(value))
             mean += (value - mean) / self.count
 

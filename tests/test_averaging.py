@@ -118,3 +118,21 @@ def test_average_last_misuse_is_one_line(ratings, tmp_path, capsys, flags):
     assert run_cli(['train', '--ratings', str(ratings), '--out',
                     str(tmp_path / 'x'), *SMALL, *flags]) == 2
     assert '--average-last' in error_line(capsys.readouterr().err, 'train')
+
+
+def test_average_of_a_model_on_two_devices():
+    devices = [mx.cpu(0), mx.cpu(1)]
+    nets = []
+    for seed in (0, 1):
+        mx.random.seed(seed)
+        nets.append(build_model(ModelConfig(num_factors=4), num_users=5,
+                                num_items=7, devices=devices))
+    average = ParameterAverage.last(2, num_epochs=2)
+    for epoch, net in enumerate(nets, start=1):
+        average.update(net, epoch)
+    a, b = _values(nets[0]), _values(nets[1])
+    average.copy_to(nets[0])
+    for name, param in nets[0]._collect_params_with_prefix().items():
+        first, second = (p.asnumpy() for p in param.list_data())
+        assert (first == second).all(), name
+        assert onp.allclose(first, (a[name] + b[name]) / 2), name
