@@ -50,11 +50,17 @@ class ParameterAverage:
             mean += (value - mean) / self.count
 
     def copy_to(self, net):
-        """Set ``net``'s parameters (on every device) to the mean."""
+        """Write the mean into ``net``'s parameters, on every device.
+
+        In place: ``Parameter.set_data`` would reset the trainer's
+        key-value store, which a parameter server refuses.
+        """
         if not self.count:
             raise ValueError('no epoch has been averaged yet')
         for name, param in _params(net).items():
-            param.set_data(mx.np.array(self.means[name], dtype=param.dtype))
+            for array in param.list_data():
+                array[:] = mx.np.array(self.means[name], dtype=param.dtype,
+                                       ctx=array.ctx)
 
     def state(self):
         """The mean, its count and first epoch as NumPy arrays (for a
@@ -63,20 +69,24 @@ class ParameterAverage:
                 'first_epoch': onp.int64(self.first_epoch),
                 **{f'mean:{k}': v for k, v in self.means.items()}}
 
-    def load_state(self, arrays):
-        """Restore a :meth:`state` (a mapping of arrays, e.g. an ``.npz``).
+    def load_state(self, arrays, *, epoch):
+        """Restore a :meth:`state` (a mapping of arrays, e.g. an ``.npz``)
+        saved after ``epoch``.
 
         Raises
         ------
         ValueError
-            If the saved mean has begun at another first epoch.
+            If the saved mean is not the one this average would hold after
+            ``epoch`` (its window moved: ``--epochs`` or ``--average-last``
+            changed once an epoch of either window had passed).
         """
         first, count = int(arrays['first_epoch']), int(arrays['count'])
-        if count and first != self.first_epoch:
-            raise ValueError(f'the saved average began at epoch {first}, '
-                             f'this run would begin it at epoch '
-                             f'{self.first_epoch}: keep --epochs and '
-                             '--average-last as they were')
+        if count != max(0, epoch - self.first_epoch + 1) or (
+                count and first != self.first_epoch):
+            raise ValueError(
+                f'the saved average holds {count} epochs from epoch {first}'
+                f', this run would hold epochs {self.first_epoch}-{epoch}: '
+                'keep --epochs and --average-last as they were')
         self.count = count
         self.means = {k[len('mean:'):]: onp.array(arrays[k])
                       for k in arrays if k.startswith('mean:')}

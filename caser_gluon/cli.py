@@ -110,17 +110,27 @@ def check_config(config):
     if t.patience and d.split in ('last', 'files') and not d.valid_file:
         raise UsageError('--patience needs a validation part: --split '
                          'last-valid, fraction, or --valid-file')
-    if t.average_last and (t.average_last > t.epochs or t.patience
-                           or t.loop != 'fast'):
-        raise UsageError(f'--average-last {t.average_last}: needs --loop '
-                         f'fast, no --patience, and at most --epochs '
-                         f'({t.epochs}) epochs')
+    if t.average_last:
+        _check_averaging(t)
     if (d.split == 'files') != bool(d.train_file or d.test_file):
         raise UsageError('--split files goes with --train-file and '
                          '--test-file')
     if d.split == 'files' and (d.ratings or d.data_dir):
         raise UsageError('--split files reads --train-file and --test-file,'
                          ' not --ratings or --data-dir')
+
+
+def _check_averaging(t):
+    """``--average-last`` (given, or a preset's) with what it cannot join.
+    """
+    clash = ('--patience' if t.patience else '--loop d2l' if t.loop != 'fast'
+             else '--evaluator d2l' if t.evaluator != 'all'
+             else f'--epochs {t.epochs}' if t.average_last > t.epochs
+             else None)
+    if clash:
+        raise UsageError(f'--average-last {t.average_last} (the mean of the '
+                         f'last epochs) cannot go with {clash}; '
+                         '--average-last 0 turns it off')
 
 
 # ---------------------------------------------------------------------------

@@ -327,7 +327,7 @@ def given_flags(args):
 
 #: fields added after run folders were written: a ``config.json`` without
 #: them is read with their defaults (what those runs did)
-ADDED_LATER = ('output', 'windows')
+ADDED_LATER = ('output', 'windows', 'average_last')
 
 
 def read_config_file(path):

@@ -277,7 +277,7 @@ class RunFolder:
         if average is not None:
             with onp.load(self.dir / meta['average']) as arrays:
                 try:
-                    average.load_state(arrays)
+                    average.load_state(arrays, epoch=int(meta['epoch']))
                 except ValueError as err:
                     raise RunError(f"{self.dir / meta['average']}: {err}"
                                    ) from None

@@ -41,8 +41,12 @@ def test_mean_of_the_epochs_from_first_epoch_on():
         assert onp.allclose(value, onp.mean([e[name] for e in expected], 0),
                             atol=1e-7), name
     restored = ParameterAverage(first_epoch=2)
-    restored.load_state(dict(average.state()))
+    restored.load_state(dict(average.state()), epoch=4)
     assert restored.count == 3
+    with pytest.raises(ValueError, match='holds 3 epochs from epoch 2'):
+        ParameterAverage(first_epoch=2).load_state(average.state(), epoch=5)
+    with pytest.raises(ValueError, match='would hold epochs 3-4'):
+        ParameterAverage(first_epoch=3).load_state(average.state(), epoch=4)
     other = _net(8)
     restored.copy_to(other)
     assert all((a == b).all() for a, b in zip(_values(other).values(),
@@ -84,20 +88,26 @@ def test_run_result_is_the_average_of_the_last_epochs(ratings, tmp_path,
         result['auc'] != last['auc']      # not the last epoch's model
 
 
-def test_resumed_average_equals_one_run(ratings, tmp_path, monkeypatch):
+def _interrupt_at(monkeypatch, epoch):
+    """Make ``train_epoch`` raise KeyboardInterrupt during ``epoch``."""
+    real = train_lib.train_epoch
+
+    def train_epoch(*args, **kwargs):
+        if kwargs['epoch'] == epoch:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+    monkeypatch.setattr(train_lib, 'train_epoch', train_epoch)
+
+
+def test_resumed_average_equals_one_run(ratings, tmp_path, monkeypatch,
+                                        capsys):
     """Interrupted inside the averaged epochs (after epoch 3 of 5, the
     mean of 2 and 3 in its checkpoint), resumed: the same model."""
     whole, part = tmp_path / 'whole', tmp_path / 'part'
     flags = ['--ratings', str(ratings), '--epochs', '5', '--average-last',
              '4', *SMALL]
     assert run_cli(['train', '--out', str(whole), *flags]) == 0
-    real = train_lib.train_epoch
-
-    def train_epoch(*args, **kwargs):
-        if kwargs['epoch'] == 4:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-    monkeypatch.setattr(train_lib, 'train_epoch', train_epoch)
+    _interrupt_at(monkeypatch, 4)
     assert run_cli(['train', '--out', str(part), *flags]) == 130
     monkeypatch.undo()
     assert run_cli(['train', '--resume', str(part), '--quiet']) == 0
@@ -107,17 +117,45 @@ def test_resumed_average_equals_one_run(ratings, tmp_path, monkeypatch):
     # the window cannot move once averaging has begun
     assert run_cli(['train', '--resume', str(part), '--epochs', '7',
                     '--quiet']) == 2
+    assert 'keep --epochs and --average-last' in capsys.readouterr().err
 
 
-@pytest.mark.parametrize('flags', [
-    ['--epochs', '2', '--average-last', '3'],
-    ['--average-last', '2', '--patience', '2', '--split', 'last-valid'],
-    ['--average-last', '2', '--loop', 'd2l'],
+def test_resume_cannot_move_the_window_over_past_epochs(
+        ratings, tmp_path, monkeypatch, capsys):
+    """Stopped after epoch 2 of 6 (window 4-6, nothing averaged yet),
+    resumed with --epochs 3: its window 1-3 has passed unaveraged."""
+    out = tmp_path / 'run'
+    flags = ['--ratings', str(ratings), '--out', str(out), *SMALL]
+    _interrupt_at(monkeypatch, 3)
+    assert run_cli(['train', *flags, '--epochs', '6',
+                    '--average-last', '3']) == 130
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert run_cli(['train', '--resume', str(out), '--epochs', '3',
+                    '--quiet']) == 2
+    line = error_line(capsys.readouterr().err, 'train')
+    assert 'holds 0 epochs' in line and 'epochs 1-2' in line
+    assert run_cli(['train', '--resume', str(out), '--epochs', '5',
+                    '--quiet']) == 0      # window 3-5: none has passed
+    assert json.loads((out / 'result.json').read_text())[
+        'averaged_epochs'] == 3
+
+
+@pytest.mark.parametrize('flags, clash', [
+    (['--epochs', '2', '--average-last', '3'], '--epochs 2'),
+    (['--average-last', '2', '--patience', '2', '--split', 'last-valid'],
+     '--patience'),
+    (['--average-last', '2', '--loop', 'd2l'], '--loop d2l'),
+    (['--average-last', '2', '--evaluator', 'd2l'], '--evaluator d2l'),
+    (['--preset', 'best', '--epochs', '5'], '--epochs 5'),
 ])
-def test_average_last_misuse_is_one_line(ratings, tmp_path, capsys, flags):
+def test_average_last_misuse_is_one_line(ratings, tmp_path, capsys, flags,
+                                         clash):
     assert run_cli(['train', '--ratings', str(ratings), '--out',
                     str(tmp_path / 'x'), *SMALL, *flags]) == 2
-    assert '--average-last' in error_line(capsys.readouterr().err, 'train')
+    line = error_line(capsys.readouterr().err, 'train')
+    assert f'cannot go with {clash};' in line
+    assert '--average-last 0 turns it off' in line
 
 
 def test_average_of_a_model_on_two_devices():

@@ -174,7 +174,7 @@ def test_a_given_loss_drops_the_presets_negatives():
     assert values['num_negatives'] == 5
 
 
-def test_runs_older_than_output_and_windows_read_with_defaults(tmp_path):
+def test_runs_older_than_later_fields_read_with_defaults(tmp_path):
     flat = config_lib.to_flat(config_lib.RunConfig())
     for name in config_lib.ADDED_LATER:
         del flat[name]
@@ -182,3 +182,4 @@ def test_runs_older_than_output_and_windows_read_with_defaults(tmp_path):
     path.write_text(json.dumps(flat))
     saved = config_lib.read_config_file(path)
     assert saved['output'] == 'separate' and saved['windows'] == 'sliding'
+    assert saved['average_last'] == 0

@@ -278,12 +278,12 @@ def test_dist_sync_two_workers_on_loopback(tmp_path):
     out = tmp_path / 'run'
     cmd = [sys.executable, '-m', 'caser_gluon.launcher', '--workers',
            '2', '--servers', '1', '--timeout', '150', '--',
-           '--epochs', '1', '--batch-size', '4096', '--devices', 'cpu',
-           '--quiet', '--out', str(out)]
+           '--epochs', '2', '--average-last', '2', '--batch-size', '4096',
+           '--devices', 'cpu', '--quiet', '--out', str(out)]
     done = subprocess.run(cmd, capture_output=True, text=True,
                           timeout=180, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.count('final: epoch 1 ') == 2
+    assert done.stdout.count('final: epoch 2 ') == 2
     ranks = [mx.nd.load(str(out / f'caser-rank{r}.params'))
              for r in range(2)]
     assert ranks[0].keys() == ranks[1].keys()
@@ -291,9 +291,12 @@ def test_dist_sync_two_workers_on_loopback(tmp_path):
         onp.testing.assert_array_equal(ranks[0][key].asnumpy(),
                                        ranks[1][key].asnumpy())
     metrics = json.loads((out / 'metrics.json').read_text())
-    assert len(metrics) == 1
+    assert len(metrics) == 2
     assert 0.05 < metrics[0]['hit_rate'] < 0.6
     assert 0.6 < metrics[0]['auc'] < 0.95
+    result = json.loads((out / 'result.json').read_text())
+    assert result['averaged_epochs'] == 2     # the mean, on the servers' run
+    assert 0.05 < result['hit_rate'] < 0.6
     config = json.loads((out / 'config.json').read_text())
     assert config['kvstore'] == 'dist_sync'
     assert config['dist_workers'] == 2
