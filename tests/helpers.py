@@ -1,4 +1,5 @@
-"""Shared by the tests: a tiny ratings file, the CLI, brute-force metrics.
+"""Shared by the tests: a tiny ratings file, the CLI, Ctrl-C in an epoch,
+brute-force metrics.
 
 Not fixtures (``conftest.py`` holds those): plain functions the test
 modules import (``tests/`` is on ``sys.path`` under pytest's default
@@ -9,12 +10,25 @@ import math
 import numpy as np
 
 from caser_gluon import cli
+from caser_gluon import train as train_lib
 
-__all__ = ['brute_force_metrics', 'error_line', 'run_cli', 'write_ratings']
+__all__ = ['SMALL', 'brute_force_metrics', 'error_line', 'interrupt_at',
+           'run_cli', 'write_ratings']
 
 
 #: a small model and batch for the tiny ratings file, quiet
 SMALL = ['--batch-size', '32', '--num-factors', '8', '--quiet']
+
+
+def interrupt_at(monkeypatch, epoch):
+    """Make ``train_epoch`` raise KeyboardInterrupt during ``epoch``."""
+    real = train_lib.train_epoch
+
+    def train_epoch(*args, **kwargs):
+        if kwargs['epoch'] == epoch:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+    monkeypatch.setattr(train_lib, 'train_epoch', train_epoch)
 
 
 def write_ratings(path, *, num_users=24, num_items=30, per_user=10, seed=0,

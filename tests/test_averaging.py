@@ -8,10 +8,9 @@ import json
 import mxnet as mx
 import numpy as onp
 import pytest
-from helpers import SMALL, error_line, run_cli
+from helpers import SMALL, error_line, interrupt_at, run_cli
 
 from caser_gluon import pipeline
-from caser_gluon import train as train_lib
 from caser_gluon.averaging import ParameterAverage
 from caser_gluon.config import ModelConfig
 from caser_gluon.zoo import build_model
@@ -88,17 +87,6 @@ def test_run_result_is_the_average_of_the_last_epochs(ratings, tmp_path,
         result['auc'] != last['auc']      # not the last epoch's model
 
 
-def _interrupt_at(monkeypatch, epoch):
-    """Make ``train_epoch`` raise KeyboardInterrupt during ``epoch``."""
-    real = train_lib.train_epoch
-
-    def train_epoch(*args, **kwargs):
-        if kwargs['epoch'] == epoch:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-    monkeypatch.setattr(train_lib, 'train_epoch', train_epoch)
-
-
 def test_resumed_average_equals_one_run(ratings, tmp_path, monkeypatch,
                                         capsys):
     """Interrupted inside the averaged epochs (after epoch 3 of 5, the
@@ -107,7 +95,7 @@ def test_resumed_average_equals_one_run(ratings, tmp_path, monkeypatch,
     flags = ['--ratings', str(ratings), '--epochs', '5', '--average-last',
              '4', *SMALL]
     assert run_cli(['train', '--out', str(whole), *flags]) == 0
-    _interrupt_at(monkeypatch, 4)
+    interrupt_at(monkeypatch, 4)
     assert run_cli(['train', '--out', str(part), *flags]) == 130
     monkeypatch.undo()
     assert run_cli(['train', '--resume', str(part), '--quiet']) == 0
@@ -126,7 +114,7 @@ def test_resume_cannot_move_the_window_over_past_epochs(
     resumed with --epochs 3: its window 1-3 has passed unaveraged."""
     out = tmp_path / 'run'
     flags = ['--ratings', str(ratings), '--out', str(out), *SMALL]
-    _interrupt_at(monkeypatch, 3)
+    interrupt_at(monkeypatch, 3)
     assert run_cli(['train', *flags, '--epochs', '6',
                     '--average-last', '3']) == 130
     monkeypatch.undo()

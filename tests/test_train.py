@@ -12,7 +12,7 @@ import time
 import mxnet as mx
 import numpy as onp
 import pytest
-from helpers import SMALL, error_line, run_cli, write_ratings
+from helpers import SMALL, error_line, interrupt_at, run_cli, write_ratings
 from mxnet import np
 
 from caser_gluon import data as data_lib
@@ -149,17 +149,6 @@ def test_overwrite_and_out_that_is_a_file(ratings, tmp_path, capsys):
     assert train(ratings, ratings / 'run', '--epochs', '1') == 2
     assert f'{ratings} is a file' in error_line(capsys.readouterr().err,
                                                 'train')
-
-
-def interrupt_at(monkeypatch, epoch):
-    """Make ``train_epoch`` raise KeyboardInterrupt during ``epoch``."""
-    real = train_lib.train_epoch
-
-    def train_epoch(*args, **kwargs):
-        if kwargs['epoch'] == epoch:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-    monkeypatch.setattr(train_lib, 'train_epoch', train_epoch)
 
 
 def test_ctrl_c_in_the_first_epoch_says_nothing_to_resume(
