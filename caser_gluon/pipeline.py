@@ -266,11 +266,15 @@ def _test_metrics(net, chapter, devices):
 def _result(net, chapter, tracker, *, devices, loop, owner):
     """The run's result: the chosen epoch's test metrics (or those of the
     averaged parameters, ``--average-last``), saved."""
-    folder, best = tracker.folder, tracker.best
-    if tracker.average is not None:
-        return _averaged_result(net, chapter, tracker, devices=devices,
-                                owner=owner)
-    if tracker.validating:
+    folder, best, extra = tracker.folder, tracker.best, {}
+    if tracker.average is not None:     # the mean of the last epochs
+        best, extra = folder.history[-1], {
+            'averaged_epochs': tracker.average.count}
+        tracker.average.copy_to(net)
+        test = _test_metrics(net, chapter, devices)
+        if tracker.validating:
+            test.update(_epoch_evaluator(chapter, 'all', devices)(net))
+    elif tracker.validating:
         load_params(net, folder.dir / 'best.params', device=devices)
         test = _test_metrics(net, chapter, devices)
     elif loop == 'd2l':         # d2l's evaluation: hit rate and AUC only
@@ -278,26 +282,11 @@ def _result(net, chapter, tracker, *, devices, loop, owner):
     else:
         test = {k: v for k, v in best.items()
                 if not k.startswith(('train_', 'examples', 'eval_s'))}
-    result = dict(test, epoch=best['epoch'],
+    result = dict(test, epoch=best['epoch'], **extra,
                   multi_item=bool(chapter['test_input'].counts().max() > 1))
     if owner:
         folder.save_params(net)
         (folder.dir / 'result.json').write_text(strict_json(result))
-    return result
-
-
-def _averaged_result(net, chapter, tracker, *, devices, owner):
-    """The test (and validation) metrics of the averaged parameters."""
-    tracker.average.copy_to(net)
-    result = _test_metrics(net, chapter, devices)
-    if tracker.validating:
-        result.update(_epoch_evaluator(chapter, 'all', devices)(net))
-    result.update(epoch=tracker.folder.history[-1]['epoch'],
-                  averaged_epochs=tracker.average.count,
-                  multi_item=bool(chapter['test_input'].counts().max() > 1))
-    if owner:
-        tracker.folder.save_params(net)
-        (tracker.folder.dir / 'result.json').write_text(strict_json(result))
     return result
 
 

@@ -162,3 +162,18 @@ def test_average_of_a_model_on_two_devices():
         first, second = (p.asnumpy() for p in param.list_data())
         assert (first == second).all(), name
         assert onp.allclose(first, (a[name] + b[name]) / 2), name
+
+
+def test_validation_and_test_metrics_are_the_averaged_models(
+        ratings, tmp_path):
+    out = tmp_path / 'run'
+    assert run_cli(['train', '--ratings', str(ratings), '--out', str(out),
+                    '--split', 'last-valid', '--epochs', '3',
+                    '--average-last', '2', *SMALL]) == 0
+    result = json.loads((out / 'result.json').read_text())
+    assert result['averaged_epochs'] == 2 and result['epoch'] == 3
+    history = json.loads((out / 'metrics.json').read_text())
+    assert [r['epoch'] for r in history] == [1, 2, 3]
+    # the averaged model's validation metrics, not one epoch's
+    assert 'valid_ndcg@10' in result
+    assert all(result['valid_auc'] != r['valid_auc'] for r in history)
