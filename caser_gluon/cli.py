@@ -33,6 +33,7 @@ from .launcher import add_flags as add_dist_flags
 from .launcher import run_launcher
 from .pipeline import run_training
 from .recommend import add_flags as add_recommend_flags
+from .runtime import catch_interrupts
 
 __all__ = ['build_parser', 'main', 'resolve_config', 'run_train']
 
@@ -140,6 +141,7 @@ def _check_averaging(t):
 def run_train(args):
     """``caser-gluon train``: :func:`~caser_gluon.pipeline.run_training`."""
     config = resolve_config(args)
+    catch_interrupts()
     return run_training(config, out=args.out, overwrite=args.overwrite,
                         resume=args.resume, quiet=args.quiet)
 

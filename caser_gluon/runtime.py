@@ -9,11 +9,14 @@ batch order, negatives and dropout, so a resumed run draws what an
 uninterrupted one would.
 """
 import random
+import signal
+import threading
 
 import mxnet as mx
 import numpy as onp
 
-__all__ = ['resolve_devices', 'seed_epoch', 'set_seed']
+__all__ = ['catch_interrupts', 'check_interrupted', 'resolve_devices',
+           'seed_epoch', 'set_seed']
 
 
 def resolve_devices(spec='auto'):
@@ -84,3 +87,32 @@ def seed_epoch(seed, epoch):
         return onp.random.default_rng()
     mx.random.seed(seed * 10_007 + epoch)
     return onp.random.default_rng([seed, epoch])
+
+
+_INTERRUPTED = threading.Event()
+
+
+def catch_interrupts():
+    """Make Ctrl-C stop training even when it lands in a destructor.
+
+    Python raises ``KeyboardInterrupt`` wherever the main thread is; inside
+    a ``__del__`` (MXNet frees arrays in them all the time) it is printed
+    and dropped, and training went on. The handler installed here also
+    records the signal, and :func:`check_interrupted` (called by the loops
+    once per batch) raises it again. Main thread only; a no-op elsewhere.
+    """
+    _INTERRUPTED.clear()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _interrupt)
+
+
+def _interrupt(signum, frame):
+    _INTERRUPTED.set()
+    raise KeyboardInterrupt
+
+
+def check_interrupted():
+    """Raise ``KeyboardInterrupt`` if Ctrl-C came since
+    :func:`catch_interrupts` (and was dropped where it landed)."""
+    if _INTERRUPTED.is_set():
+        raise KeyboardInterrupt

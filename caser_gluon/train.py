@@ -31,7 +31,7 @@ from .losses import LOSSES
 from .optimizers import LAZY, LazyRows
 from .progress import Progress
 from .recommender import MaskedScores
-from .runtime import seed_epoch
+from .runtime import check_interrupted, seed_epoch
 
 __all__ = ['fit', 'fit_d2l', 'lazy_tables', 'make_trainer',
            'masked_scorer', 'train_epoch', 'wants_lazy']
@@ -188,6 +188,7 @@ def train_epoch(net, dataset, trainer, *, batch_size, devices, rng, loss,
     for arrays in _batches(dataset, batch_size=batch_size, rng=rng,
                            num_negatives=num_negatives,
                            net=net if masked else None):
+        check_interrupted()               # a Ctrl-C dropped in a __del__
         shards = [gluon.utils.split_and_load(_as_mx(a), devices,
                                              even_split=False)
                   for a in arrays]
@@ -322,6 +323,7 @@ def fit_d2l(net, dataset, trainer, *, num_epochs, batch_size, devices,
     history = []
 
     def recording_evaluator(*args):
+        check_interrupted()
         _check_finite(net, epoch=len(history) + 1)
         hit_rate, auc = evaluator(*args)
         record = {'epoch': len(history) + 1, 'hit_rate': float(hit_rate),

@@ -284,3 +284,40 @@ def test_resume_in_a_process_whose_names_cross_ten(ratings, tmp_path):
     assert run_cli(['train', '--resume', str(out), '--epochs', '2',
                     '--quiet']) == 0
     assert [r['epoch'] for r in metrics(out)] == [1, 2]
+
+
+def test_ctrl_c_dropped_in_a_destructor_still_stops_the_loop():
+    """Python drops a KeyboardInterrupt raised inside ``__del__``; the
+    recorded signal makes the next batch raise it again."""
+    from caser_gluon import runtime
+
+    class Frees:
+        def __del__(self):
+            signal.raise_signal(signal.SIGINT)
+    try:
+        runtime.catch_interrupts()
+        runtime.check_interrupted()               # nothing yet
+        Frees()                                   # dropped: "ignored"
+        with pytest.raises(KeyboardInterrupt):
+            runtime.check_interrupted()
+        dataset = _tiny_dataset_for_interrupt()
+        net = build_model(ModelConfig(num_factors=4),
+                          num_users=dataset.num_users,
+                          num_items=dataset.num_items, devices=[mx.cpu()])
+        trainer = train_lib.make_trainer(net, lr=0.01, wd=0.0,
+                                         optimizer='adam', kvstore='device')
+        with pytest.raises(KeyboardInterrupt):
+            train_lib.train_epoch(net, dataset, trainer, batch_size=8,
+                                  devices=[mx.cpu()], rng=onp.random.
+                                  default_rng(0), loss='bpr')
+    finally:
+        runtime._INTERRUPTED.clear()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _tiny_dataset_for_interrupt():
+    users = onp.repeat(onp.arange(4), 8)
+    items = onp.tile(onp.arange(8), 4)
+    return data_lib.SeqDataset(
+        users, items, 3, 4, 10,
+        ItemSets.from_pairs(users, items, num_users=4, num_items=10), seed=0)
