@@ -16,6 +16,7 @@ import json
 import math
 import sys
 
+import mxnet as mx
 import numpy as onp
 
 from . import config as config_lib
@@ -233,6 +234,9 @@ def _fit(net, dataset, trainer, *, chapter, config, devices, tracker, start,
                    on_epoch=tracker, start_epoch=start,
                    lazy_update=t.lazy_update)
     except KeyboardInterrupt:
+        # let MXNet's engine finish the queued batches first: exiting with
+        # them in flight can abort the process ("terminate called ...")
+        mx.nd.waitall()
         raise KeyboardInterrupt(_interrupted(tracker)) from None
 
 

@@ -97,9 +97,10 @@ def catch_interrupts():
 
     Python raises ``KeyboardInterrupt`` wherever the main thread is; inside
     a ``__del__`` (MXNet frees arrays in them all the time) it is printed
-    and dropped, and training went on. The handler installed here also
-    records the signal, and :func:`check_interrupted` (called by the loops
-    once per batch) raises it again. Main thread only; a no-op elsewhere.
+    and dropped, and training went on. The handler installed here records
+    the signal, raises it where it can, and leaves it to
+    :func:`check_interrupted` (called by the loops once per batch) inside a
+    destructor. Main thread only; a no-op elsewhere.
     """
     _INTERRUPTED.clear()
     if threading.current_thread() is threading.main_thread():
@@ -108,6 +109,10 @@ def catch_interrupts():
 
 def _interrupt(signum, frame):
     _INTERRUPTED.set()
+    while frame is not None:            # inside a destructor Python would
+        if frame.f_code.co_name == '__del__':     # print and drop it: the
+            return                      # loop raises it at its next batch
+        frame = frame.f_back
     raise KeyboardInterrupt
 
 

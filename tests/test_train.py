@@ -287,8 +287,8 @@ def test_resume_in_a_process_whose_names_cross_ten(ratings, tmp_path):
 
 
 def test_ctrl_c_dropped_in_a_destructor_still_stops_the_loop():
-    """Python drops a KeyboardInterrupt raised inside ``__del__``; the
-    recorded signal makes the next batch raise it again."""
+    """Python would drop a KeyboardInterrupt raised inside ``__del__``;
+    there the signal is only recorded, and the next batch raises it."""
     from caser_gluon import runtime
 
     class Frees:
@@ -297,7 +297,7 @@ def test_ctrl_c_dropped_in_a_destructor_still_stops_the_loop():
     try:
         runtime.catch_interrupts()
         runtime.check_interrupted()               # nothing yet
-        Frees()                                   # dropped: "ignored"
+        Frees()                                   # recorded only
         with pytest.raises(KeyboardInterrupt):
             runtime.check_interrupted()
         dataset = _tiny_dataset_for_interrupt()
