@@ -259,11 +259,12 @@ class RunFolder:
             the model.
         """
         meta = _read_meta(self.dir / META)
-        keys = ('params', 'states') + (
-            ('average',) if average is not None else ())
-        if average is not None and 'average' not in meta:
-            raise RunError(f'{self.dir / META}: no parameter average to '
-                           'resume --average-last with')
+        keys = ('params', 'states')
+        if average is not None:
+            if 'average' not in meta:
+                raise RunError(f'{self.dir / META}: no parameter average '
+                               'to resume --average-last with')
+            keys += ('average',)
         for key in keys:
             path = self.dir / meta[key]
             if not path.is_file():
