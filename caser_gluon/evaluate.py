@@ -24,6 +24,7 @@ from .metrics import (
     padded_rows,
     target_ranks,
 )
+from .runtime import check_interrupted
 
 __all__ = [
     'BLOCK_BYTES',
@@ -100,6 +101,7 @@ def evaluate_blocks(score, *, relevant, excluded, ks=KS,
     step = max(1, block_bytes // (4 * num_items))
     sums, users, fewest = {}, 0, num_items
     for start in range(0, num_users, step):
+        check_interrupted()               # a Ctrl-C dropped in a __del__
         stop = min(start + step, num_users)
         rel = block_of(relevant, start, stop)
         keep = rel.counts() > 0

@@ -195,3 +195,36 @@ def test_as_item_sets():
     assert isinstance(sets, ItemSets)
     assert [sets.row(u).tolist() for u in range(3)] == [[1, 3], [], [1]]
     assert as_item_sets(sets, 3, 4) is sets
+
+
+def test_ctrl_c_dropped_in_a_destructor_stops_the_evaluation():
+    """A Ctrl-C recorded inside a ``__del__`` during the final evaluation
+    stops it at the next block of users (it used to finish the run)."""
+    import signal
+
+    from caser_gluon import runtime
+    _, _, candidates, test_input = small_problem()
+    relevant = as_item_sets(test_input, 6, 12)
+    excluded = as_item_sets(candidates, 6, 12)
+    scored = []
+
+    def score(start, stop):
+        scored.append((start, stop))
+        return onp.zeros((stop - start, 12), onp.float32)
+
+    class Frees:
+        def __del__(self):
+            signal.raise_signal(signal.SIGINT)
+    try:
+        runtime.catch_interrupts()
+        evaluate_blocks(score, relevant=relevant, excluded=excluded,
+                        block_bytes=4 * 12 * 2)          # 2 users a block
+        assert len(scored) == 3                          # nothing recorded
+        Frees()
+        with pytest.raises(KeyboardInterrupt):
+            evaluate_blocks(score, relevant=relevant, excluded=excluded,
+                            block_bytes=4 * 12 * 2)
+        assert len(scored) == 3                          # no block scored
+    finally:
+        runtime._INTERRUPTED.clear()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
