@@ -1,22 +1,26 @@
 """How far apart are the `paper` preset and the authors' code? (issue 14)
 
-Reads the runs of both and compares their HR@50 over seeds::
+Reads the runs of both and compares them over seeds, metric by metric::
 
     python experiments/paper_seeds.py --runs 'runs/paper-s*' \
         --authors /tmp/peers-harness/results/authors.jsonl
 
 * ``--runs``: run folders of ``caser-gluon train --preset paper --seed S
-  --out runs/paper-sS`` (their ``metrics.json``: HR@50 after every epoch);
+  --out runs/paper-sS`` (``result.json``; ``metrics.json``: HR@50 and the
+  training loss of every epoch);
 * ``--authors``: the JSON lines of the peers' harness
   (``../shared/peers/run_caser_pytorch.py --protocol B --seed S
   [--eval-every 1] --out FILE``): the authors' code on the same split and
   evaluator;
-* ``--recorded``: per-seed epoch-50 HR@50 of runs no longer on disk, as
-  ``SEED=VALUE`` (each side's, ``--recorded-authors`` for the authors').
+* ``--recorded SEED=HR50 ...`` and ``--recorded-authors SEED=HR50 ...``:
+  epoch-50 HR@50 of earlier runs no longer on disk (HR@50 only).
 
-Prints, for each side, the per-seed HR@50 at epoch 50 and (where every
-epoch was evaluated) its mean over epochs 41-50, then the means, their
-standard errors and the difference in standard errors (Welch).
+Prints each side's per-seed HR@50, then for every metric the means with
+their standard errors and the difference in standard errors (Welch's
+statistic): HR@50 and HR@10, NDCG@10, MRR and AUC at epoch 50, HR@50's
+mean over epochs 41-50 (runs evaluated after every epoch) and the training
+loss of epoch 50 (the authors' normalisation: mean over targets plus mean
+over negatives).
 """
 import argparse
 import glob
@@ -26,25 +30,32 @@ import pathlib
 
 import numpy as np
 
+#: the metrics compared, in the order printed
+METRICS = ('hr@50', 'hr@10', 'ndcg@10', 'mrr', 'auc', 'hr@50 (41-50)',
+           'train loss')
+
 
 def package_runs(pattern):
-    """``{seed: (hr@50 at the last epoch, mean over its last 10 epochs)}``
-    of the run folders matching ``pattern``."""
+    """``{seed: {metric: value}}`` of the run folders matching
+    ``pattern`` (those that finished)."""
     out = {}
     for folder in sorted(glob.glob(pattern)):
         folder = pathlib.Path(folder)
         if not (folder / 'result.json').is_file():
             continue                       # still running
         seed = json.loads((folder / 'config.json').read_text())['seed']
-        curve = [r['hit_rate'] for r in
-                 json.loads((folder / 'metrics.json').read_text())]
-        out[seed] = (curve[-1], float(np.mean(curve[-10:])))
+        result = json.loads((folder / 'result.json').read_text())
+        epochs = json.loads((folder / 'metrics.json').read_text())
+        out[seed] = {**{k: result[k] for k in METRICS[:5]},
+                     'hr@50 (41-50)': float(np.mean(
+                         [r['hit_rate'] for r in epochs[-10:]])),
+                     'train loss': epochs[-1]['train_loss']}
     return out
 
 
 def authors_runs(path):
-    """The same from the harness' JSON lines (the mean over the last 10
-    epochs only for runs evaluated after every epoch)."""
+    """The same from the harness' JSON lines (HR@50 over epochs 41-50 only
+    for runs evaluated after every epoch)."""
     out = {}
     for line in pathlib.Path(path).read_text().splitlines():
         rec = json.loads(line)
@@ -53,31 +64,20 @@ def authors_runs(path):
         by_epoch = {c['epoch']: c['hr@50'] for c in rec['curve']}
         last = rec['config']['epochs']
         window = [by_epoch.get(e) for e in range(last - 9, last + 1)]
-        tail = (float(np.mean(window)) if None not in window else None)
-        out[rec['seed']] = (rec['hr@50'], tail)
+        out[rec['seed']] = {**{k: rec[k] for k in METRICS[:5]},
+                            'train loss': rec['epochs'][-1]['loss']}
+        if None not in window:
+            out[rec['seed']]['hr@50 (41-50)'] = float(np.mean(window))
     return out
 
 
 def recorded(pairs):
-    return {int(k): (float(v), None) for k, v in
+    return {int(k): {'hr@50': float(v)} for k, v in
             (p.split('=') for p in pairs or [])}
 
 
-def summary(name, runs):
-    """Print one side; return its epoch-50 values."""
-    last = np.array([v[0] for v in runs.values()])
-    tails = [v[1] for v in runs.values() if v[1] is not None]
-    print(f'{name}: {len(last)} seeds ({", ".join(map(str, sorted(runs)))})')
-    for seed in sorted(runs):
-        tail = runs[seed][1]
-        print(f'  seed {seed}: {runs[seed][0]:.4f}'
-              + (f' (mean of the last 10 epochs {tail:.4f})' if tail else ''))
-    print(f'  epoch 50: {last.mean():.4f} +- {se(last):.4f} (sd '
-          f'{last.std(ddof=1):.4f})')
-    if len(tails) > 1:
-        print(f'  mean of the last 10 epochs, {len(tails)} seeds: '
-              f'{np.mean(tails):.4f} +- {se(np.array(tails)):.4f}')
-    return last
+def column(runs, metric):
+    return np.array([r[metric] for r in runs.values() if metric in r])
 
 
 def se(values):
@@ -91,15 +91,24 @@ def main(argv=None):
     p.add_argument('--recorded', nargs='*')
     p.add_argument('--recorded-authors', nargs='*')
     args = p.parse_args(argv)
-    ours = {**recorded(args.recorded), **package_runs(args.runs)}
-    theirs = {**recorded(args.recorded_authors),
-              **authors_runs(args.authors)}
-    a = summary('caser-gluon --preset paper', ours)
-    b = summary("the authors' code", theirs)
-    diff = b.mean() - a.mean()
-    err = math.hypot(se(a), se(b))
-    print(f'difference (authors - package): {diff:+.4f} +- {err:.4f} '
-          f'= {diff / err:.1f} standard errors')
+    sides = {'caser-gluon --preset paper': {**recorded(args.recorded),
+                                            **package_runs(args.runs)},
+             "the authors' code": {**recorded(args.recorded_authors),
+                                   **authors_runs(args.authors)}}
+    for name, runs in sides.items():
+        print(f'{name}, HR@50 at epoch 50 by seed: ' + ', '.join(
+            f'{s}: {runs[s]["hr@50"]:.4f}' for s in sorted(runs)))
+    print('\n| metric | caser-gluon (seeds) | authors (seeds) | '
+          'authors - caser-gluon | in standard errors |')
+    print('| --- | --- | --- | --- | --- |')
+    for metric in METRICS:
+        a, b = (column(runs, metric) for runs in sides.values())
+        if len(a) < 2 or len(b) < 2:
+            continue
+        diff, err = b.mean() - a.mean(), math.hypot(se(a), se(b))
+        print(f'| {metric} | {a.mean():.4f} ± {se(a):.4f} ({len(a)}) | '
+              f'{b.mean():.4f} ± {se(b):.4f} ({len(b)}) | {diff:+.4f} ± '
+              f'{err:.4f} | {diff / err:+.1f} |')
 
 
 if __name__ == '__main__':
