@@ -20,7 +20,7 @@ their standard errors and the difference in standard errors (Welch's
 statistic): HR@50 and HR@10, NDCG@10, MRR and AUC at epoch 50, HR@50's
 mean over epochs 41-50 (runs evaluated after every epoch) and the training
 loss of epoch 50 (the authors' normalisation: mean over targets plus mean
-over negatives).
+over negatives); then the mean learning curves (HR@50 by epoch).
 """
 import argparse
 import glob
@@ -33,6 +33,8 @@ import numpy as np
 #: the metrics compared, in the order printed
 METRICS = ('hr@50', 'hr@10', 'ndcg@10', 'mrr', 'auc', 'hr@50 (41-50)',
            'train loss')
+#: epochs at which the mean learning curves are compared
+CURVE_EPOCHS = (5, 10, 20, 27, 30, 40, 50)
 
 
 def package_runs(pattern):
@@ -49,7 +51,8 @@ def package_runs(pattern):
         out[seed] = {**{k: result[k] for k in METRICS[:5]},
                      'hr@50 (41-50)': float(np.mean(
                          [r['hit_rate'] for r in epochs[-10:]])),
-                     'train loss': epochs[-1]['train_loss']}
+                     'train loss': epochs[-1]['train_loss'],
+                     'curve': {r['epoch']: r['hit_rate'] for r in epochs}}
     return out
 
 
@@ -65,7 +68,8 @@ def authors_runs(path):
         last = rec['config']['epochs']
         window = [by_epoch.get(e) for e in range(last - 9, last + 1)]
         out[rec['seed']] = {**{k: rec[k] for k in METRICS[:5]},
-                            'train loss': rec['epochs'][-1]['loss']}
+                            'train loss': rec['epochs'][-1]['loss'],
+                            'curve': by_epoch}
         if None not in window:
             out[rec['seed']]['hr@50 (41-50)'] = float(np.mean(window))
     return out
@@ -109,6 +113,17 @@ def main(argv=None):
         print(f'| {metric} | {a.mean():.4f} ± {se(a):.4f} ({len(a)}) | '
               f'{b.mean():.4f} ± {se(b):.4f} ({len(b)}) | {diff:+.4f} ± '
               f'{err:.4f} | {diff / err:+.1f} |')
+    print('\nHR@50 by epoch, mean ± standard error over the seeds:\n')
+    print('| epoch | ' + ' | '.join(sides) + ' |')
+    print('| --- | --- | --- |')
+    for epoch in CURVE_EPOCHS:
+        cells = []
+        for runs in sides.values():
+            v = np.array([r['curve'][epoch] for r in runs.values()
+                          if epoch in r.get('curve', {})])
+            cells.append(f'{v.mean():.4f} ± {se(v):.4f} ({len(v)})'
+                         if len(v) > 1 else '')
+        print(f'| {epoch} | ' + ' | '.join(cells) + ' |')
 
 
 if __name__ == '__main__':
