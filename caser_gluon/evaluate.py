@@ -7,9 +7,10 @@ AUC (``(n - 1 - rank) / (n - 1)`` over the ``n`` ranked items).
 
 d2l builds one DataLoader per user and, by a slip, ranks only the item ids
 below ``num_users``. Here each user is encoded once, users are scored in
-blocks of bounded memory (one matrix product each, :meth:`score_all`), and
-every metric of :mod:`caser_gluon.metrics` is computed block by block, so
-memory never holds a ``users x items`` matrix. :func:`evaluate_ranking`
+blocks of bounded memory (one NumPy matrix product each,
+:func:`~caser_gluon.recommender.table_scores`), and every metric of
+:mod:`caser_gluon.metrics` is computed block by block, so memory never
+holds a ``users x items`` matrix. :func:`evaluate_ranking`
 keeps d2l's call signature (it can be passed to ``d2l.train_ranking``) and
 ranks all items unless asked for d2l's pool (``num_ranked=num_users``).
 """
@@ -24,6 +25,7 @@ from .metrics import (
     padded_rows,
     target_ranks,
 )
+from .recommender import table_scores
 from .runtime import check_interrupted
 
 __all__ = [
@@ -51,6 +53,10 @@ def as_item_sets(sets, num_users, num_items):
 def model_scorer(net, seq, *, device):
     """``score(start, stop)``: scores of users ``start:stop``, all items.
 
+    The users' vectors come from the model (MXNet), the scores from one
+    NumPy product against the item table fetched once
+    (:func:`~caser_gluon.recommender.table_scores`).
+
     Parameters
     ----------
     net : SequentialRecommender
@@ -64,12 +70,13 @@ def model_scorer(net, seq, *, device):
         ``score(start, stop) -> (stop - start, num_items) float32``.
     """
     seq = onp.asarray(seq.asnumpy() if hasattr(seq, 'asnumpy') else seq)
+    table = net.folded_output_table(device)          # (n, width + 1)
 
     def score(start, stop):
         with autograd.predict_mode():
-            out = net.score_all(np.arange(start, stop, ctx=device),
-                                np.array(seq[start:stop], ctx=device))
-        return out.asnumpy()
+            x = net.user_vectors(np.arange(start, stop, ctx=device),
+                                 np.array(seq[start:stop], ctx=device))
+        return table_scores(x.asnumpy(), table)
     return score
 
 

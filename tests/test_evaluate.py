@@ -228,3 +228,27 @@ def test_ctrl_c_dropped_in_a_destructor_stops_the_evaluation():
     finally:
         runtime._INTERRUPTED.clear()
         signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+@pytest.mark.parametrize('output', ['separate', 'tied'])
+def test_table_scores_equal_a_numpy_reference(output):
+    """The evaluator's NumPy scores: every item, ``x . Q'_i + b_i`` (tied:
+    ``x . Q_i``, no bias), as the model's own ``score_all`` gives them."""
+    from caser_gluon.recommender import table_scores
+    rng = onp.random.default_rng(1)
+    net = Caser(4, 6, 12, L=3, d=2, d_prime=2, output=output)
+    net.initialize(init=mx.init.Normal(0.5))
+    users = np.array(onp.arange(6))
+    seqs = np.array(rng.integers(0, 12, (6, 3)))
+    table = net.folded_output_table(mx.cpu())
+    assert table.shape == (12, net.user_vectors(users, seqs).shape[1] + 1)
+    x = net.user_vectors(users, seqs).asnumpy()
+    q, bias = net.output_table(mx.cpu())
+    want = x.astype(onp.float64) @ q.asnumpy().T.astype(onp.float64)
+    if bias is not None:
+        want += bias.asnumpy()[:, 0]
+    got = table_scores(x, table)
+    assert got.dtype == onp.float32 and got.shape == (6, 12)
+    onp.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    onp.testing.assert_allclose(got, net.score_all(users, seqs).asnumpy(),
+                                rtol=1e-5, atol=1e-6)

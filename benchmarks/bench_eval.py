@@ -1,0 +1,120 @@
+"""Benchmark: the full evaluation, MXNet's scores against NumPy's.
+
+Times, in one run and interleaved, :func:`caser_gluon.evaluate.
+evaluate_blocks` over every user and every item (every metric, blocks of
+256 MB of scores) with two scorers of the same model:
+
+* ``mxnet``: the previous scorer, ``net.score_all`` (MXNet's ``np.dot``,
+  the bias added, ``asnumpy``) for each block of users;
+* ``numpy``: today's :func:`caser_gluon.evaluate.model_scorer`, the users'
+  vectors from MXNet and one NumPy (BLAS) product against the item table
+  with the bias as its last column.
+
+Both must give the same metrics (the largest difference is printed). The
+model is the chapter's ``Caser(10)`` with its initialisation, untrained:
+the cost does not depend on the parameters' values. The data is a
+MovieLens-shaped synthetic file (``benchmarks/synth_movielens.py``,
+cached outside the repository)::
+
+    python benchmarks/bench_eval.py --shape ml-10m --repeat 3
+
+writes ``benchmarks/EVAL.md`` (``--out``).
+"""
+import argparse
+import os
+import pathlib
+import statistics
+import sys
+import time
+
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import mxnet as mx
+import synth_movielens as synth
+from bench_step import machine
+from mxnet import autograd, np
+
+from caser_gluon.config import DataConfig, ModelConfig
+from caser_gluon.evaluate import evaluate_blocks, model_scorer
+from caser_gluon.prepare import load_data
+from caser_gluon.zoo import build_model
+
+
+def mxnet_scorer(net, seq, *, device):
+    """The scorer as it was: MXNet's ``score_all`` for each block."""
+    def score(start, stop):
+        with autograd.predict_mode():
+            out = net.score_all(np.arange(start, stop, ctx=device),
+                                np.array(seq[start:stop], ctx=device))
+        return out.asnumpy()
+    return score
+
+
+def time_both(chapter, net, *, repeat):
+    """Interleaved timings (seconds) and metrics of both scorers."""
+    device, seq = mx.cpu(), chapter['test_seq']
+    sets = {'relevant': chapter['test_input'],
+            'excluded': chapter['test_excluded']}
+    makers = {'mxnet': mxnet_scorer, 'numpy': model_scorer}
+    seconds = {name: [] for name in makers}
+    metrics = {}
+    for _ in range(repeat):
+        for name, make in makers.items():
+            start = time.perf_counter()
+            metrics[name] = evaluate_blocks(make(net, seq, device=device),
+                                            **sets)
+            seconds[name].append(time.perf_counter() - start)
+    return seconds, metrics
+
+
+def report(args, chapter, seconds, metrics, load_before):
+    """The markdown report."""
+    old, new = (statistics.median(seconds[k]) for k in ('mxnet', 'numpy'))
+    diff = max(abs(metrics['mxnet'][k] - metrics['numpy'][k])
+               for k in metrics['numpy'])
+    rows = '\n'.join(
+        f'| {name} | {statistics.median(v):.2f} | '
+        f'{", ".join(f"{s:.2f}" for s in v)} |'
+        for name, v in seconds.items())
+    return f"""# The full evaluation: MXNet's scores against NumPy's
+
+Written by `python benchmarks/bench_eval.py --shape {args.shape} --repeat \
+{args.repeat}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.
+Shape {args.shape}: {chapter['num_users']:,} users, \
+{chapter['num_items']:,} items; every user against every item, every \
+metric, blocks of 256 MB of scores; untrained `Caser(10)`.
+
+Machine: {machine()} (load average before: {load_before}).
+
+| scorer | median s | runs (interleaved) |
+| --- | --- | --- |
+{rows}
+
+NumPy's scorer takes {new / old:.2f}x the time of MXNet's \
+({old / new:.1f}x faster); largest difference between their metrics: \
+{diff:.2g}.
+"""
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(
+        description=__doc__.split('\n\n')[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument('--shape', default='ml-10m', choices=list(synth.SHAPES))
+    p.add_argument('--repeat', type=int, default=3)
+    p.add_argument('--out', default=str(HERE / 'EVAL.md'))
+    args = p.parse_args(argv)
+    load_before = ', '.join(f'{x:.2f}' for x in os.getloadavg())
+    path = synth.generate(args.shape, seed=0, quiet=False)
+    chapter = load_data(DataConfig(ratings=str(path)), L=5, seed=0)
+    net = build_model(ModelConfig(), num_users=chapter['num_users'],
+                      num_items=chapter['num_items'], devices=[mx.cpu()])
+    seconds, metrics = time_both(chapter, net, repeat=args.repeat)
+    text = report(args, chapter, seconds, metrics, load_before)
+    pathlib.Path(args.out).write_text(text)
+    print(text)
+
+
+if __name__ == '__main__':
+    main()
