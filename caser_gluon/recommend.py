@@ -24,6 +24,7 @@ from mxnet import autograd, ndarray, np
 
 from . import config as config_lib
 from .data import read_titles
+from .recommender import table_scores
 from .runs import RunError, load_params
 from .zoo import build_model
 
@@ -140,11 +141,8 @@ def recommend(net, state, *, user=None, items=None, n=10):
                        np.array(seq[None], ctx=ctx))
         if items is not None and getattr(net, 'use_user', False):
             x[:, -net.num_factors:] = 0   # a cold user has no general taste
-        x = net.project(ndarray, x).asnumpy()[0]
-    q, bias = net.output_table(ctx)
-    scores = q.asnumpy() @ x
-    if bias is not None:
-        scores = scores + bias.asnumpy()[:, 0]
+        x = net.project(ndarray, x).asnumpy()
+    scores = table_scores(x, net.folded_output_table(ctx))[0]
     scores[excluded] = -onp.inf
     top = _top(scores, n)
     to_data = state['items'].to_data
