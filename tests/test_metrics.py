@@ -76,6 +76,23 @@ def test_equals_brute_force_with_ties_and_nan(seed):
         np.testing.assert_allclose(got[key], ref[key], err_msg=key)
 
 
+def test_equals_brute_force_across_row_chunks(monkeypatch):
+    """Ranks are counted ``BEFORE_ROWS`` rows at a time: with chunks of 7
+    rows (boundaries inside the block, a short last chunk) the metrics
+    still equal the brute force's, ties and NaN included."""
+    from caser_gluon import metrics as metrics_lib
+    monkeypatch.setattr(metrics_lib, 'BEFORE_ROWS', 7)
+    rng = np.random.default_rng(7)
+    scores = rng.integers(0, 4, (30, 20)).astype(float)      # many ties
+    scores[rng.random((30, 20)) < 0.1] = np.nan
+    relevant = rng.random((30, 20)) < 0.15
+    excluded = (rng.random((30, 20)) < 0.3) & ~relevant
+    got = ranking_metrics(scores, relevant, excluded, ks=(1, 5))
+    ref = brute_force_metrics(scores, relevant, excluded, (1, 5))
+    for key in ref:
+        np.testing.assert_allclose(got[key], ref[key], err_msg=key)
+
+
 def test_nan_scores_never_hit():
     """A model gone NaN ranks nothing: every metric is 0, not 1."""
     scores = np.full((3, 6), np.nan)
