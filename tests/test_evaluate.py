@@ -37,9 +37,12 @@ def dense(sets, num_users, num_items):
     return mask
 
 
-def test_model_scorer_equals_net():
+@pytest.mark.parametrize('on_host', [None, True, False])
+def test_model_scorer_equals_net(on_host):
+    """Both scorers (NumPy's product, the default on a CPU; MXNet's
+    ``score_all``, a GPU's) give the model's own scores."""
     net, seq, _, _ = small_problem()
-    score = model_scorer(net, seq, device=mx.cpu())
+    score = model_scorer(net, seq, device=mx.cpu(), on_host=on_host)
     scores = onp.concatenate([score(0, 4), score(4, 6)])
     users = onp.repeat(onp.arange(6), 12)
     items = onp.tile(onp.arange(12), 6)
