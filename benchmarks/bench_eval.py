@@ -75,13 +75,15 @@ def time_ranks(*, num_items, repeat):
     chunk = metrics_lib.BEFORE_ROWS
     seconds = {'whole block': [], f'{chunk} rows at a time': []}
     counts = []
-    for _ in range(repeat):
-        for name, size in zip(seconds, (rows, chunk)):
-            metrics_lib.BEFORE_ROWS = size
-            start = time.perf_counter()
-            counts.append(metrics_lib._before(scores, ts, targets))
-            seconds[name].append(time.perf_counter() - start)
-    metrics_lib.BEFORE_ROWS = chunk
+    try:
+        for _ in range(repeat):
+            for name, size in zip(seconds, (rows, chunk)):
+                metrics_lib.BEFORE_ROWS = size
+                start = time.perf_counter()
+                counts.append(metrics_lib._before(scores, ts, targets))
+                seconds[name].append(time.perf_counter() - start)
+    finally:
+        metrics_lib.BEFORE_ROWS = chunk
     assert all((c == counts[0]).all() for c in counts)
     return rows, seconds
 

@@ -7,7 +7,7 @@ AUC (``(n - 1 - rank) / (n - 1)`` over the ``n`` ranked items).
 
 d2l builds one DataLoader per user and, by a slip, ranks only the item ids
 below ``num_users``. Here each user is encoded once, users are scored in
-blocks of bounded memory (one NumPy matrix product each,
+blocks of bounded memory (one matrix product each: NumPy's on a CPU,
 :func:`~caser_gluon.recommender.table_scores`), and every metric of
 :mod:`caser_gluon.metrics` is computed block by block, so memory never
 holds a ``users x items`` matrix. :func:`evaluate_ranking`

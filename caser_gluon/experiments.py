@@ -73,7 +73,7 @@ CONFIGS = {
 #: harness in ../shared/peers): name -> (HR@10, HR@50, NDCG@10, AUC)
 REFERENCE_ROWS = {
     "caser_pytorch, the authors' defaults (seeds 3-15)":
-        (0.200, 0.483, 0.108, 0.904),
+        (0.200, 0.483, 0.108, 0.903),
     "caser_pytorch, the authors' defaults (seeds 0-2)":
         (0.204, 0.499, 0.110, 0.905),
     'RecBole 1.2.1 Caser, its defaults, L=5, 35 epochs (seeds 0-2)':

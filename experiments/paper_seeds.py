@@ -33,6 +33,8 @@ import numpy as np
 #: the metrics compared, in the order printed
 METRICS = ('hr@50', 'hr@10', 'ndcg@10', 'mrr', 'auc', 'hr@50 (41-50)',
            'train loss')
+#: the runs compared: the paper's 50 epochs (shorter runs are skipped)
+EPOCHS = 50
 #: epochs at which the mean learning curves are compared
 CURVE_EPOCHS = (5, 10, 20, 27, 30, 40, 50)
 
@@ -45,7 +47,10 @@ def package_runs(pattern):
         folder = pathlib.Path(folder)
         if not (folder / 'result.json').is_file():
             continue                       # still running
-        seed = json.loads((folder / 'config.json').read_text())['seed']
+        config = json.loads((folder / 'config.json').read_text())
+        if config['preset'] != 'paper' or config['epochs'] != EPOCHS:
+            continue                       # another recipe or length
+        seed = config['seed']
         result = json.loads((folder / 'result.json').read_text())
         epochs = json.loads((folder / 'metrics.json').read_text())
         out[seed] = {**{k: result[k] for k in METRICS[:5]},
@@ -62,7 +67,7 @@ def authors_runs(path):
     out = {}
     for line in pathlib.Path(path).read_text().splitlines():
         rec = json.loads(line)
-        if rec.get('protocol') != 'B':
+        if rec.get('protocol') != 'B' or rec['config']['epochs'] != EPOCHS:
             continue
         by_epoch = {c['epoch']: c['hr@50'] for c in rec['curve']}
         last = rec['config']['epochs']

@@ -30,6 +30,8 @@ from caser_gluon import fpu
 VARIANT = os.environ.get('VARIANT', '')
 if VARIANT == 'no-ftz':              # before the cli turns it on
     fpu.enable_flush_to_zero = lambda: False
+else:                                # before mxnet and numpy, as the cli
+    fpu.enable_flush_to_zero()
 
 import mxnet as mx
 import numpy as onp

@@ -51,6 +51,19 @@ def test_model_scorer_equals_net(on_host):
                                 rtol=1e-5, atol=1e-6)
 
 
+def test_model_scorer_default_follows_the_device(monkeypatch):
+    """A CPU scores with NumPy's product (``score_all`` unused); a GPU
+    context keeps MXNet's (no host copy of the item table is made)."""
+    net, seq, _, _ = small_problem()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError('the other scorer was used')
+    monkeypatch.setattr(net, 'score_all', refuse)
+    model_scorer(net, seq, device=mx.cpu())(0, 6)
+    monkeypatch.setattr(net, 'folded_output_table', refuse)
+    model_scorer(net, seq, device=mx.gpu(0))     # made, not called: no GPU
+
+
 def test_d2l_pool_equals_d2l_evaluate_ranking():
     from d2l import mxnet as d2l
     net, seq, candidates, test_input = small_problem()
