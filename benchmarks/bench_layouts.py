@@ -21,6 +21,10 @@ flush-to-zero on) with the intent computed as
   the filters is not even counted), and ``L - 1`` maxima on ``(b, L d)``;
 * ``toeplitz-split``: one dense layer to all ``L L d`` outputs, cut by
   ``np.split``;
+* ``no-horizontal``, ``no-vertical``: not layouts but bounds, the model
+  without its horizontal (``d=0``) or vertical (``d'=0``) filters: what
+  the rest of the step costs, the most a faster layout of that part could
+  save;
 
 and, for ``model`` only, in separate processes (MXNet reads these at
 start-up): one OpenMP thread, two engine workers of one thread each
@@ -29,7 +33,9 @@ start-up): one OpenMP thread, two engine workers of one thread each
 
 Run ``python benchmarks/bench_layouts.py`` (about 4 minutes; ``--steps
 10``: a smoke run) on an otherwise idle machine; it prints a markdown
-report (``--out FILE`` also writes it).
+report (``--out FILE`` also writes it). ``--profile LAYOUT`` prints MXNet's
+profile of one layout's step instead: milliseconds per step of each
+operator, where the time goes.
 """
 import argparse
 import json
@@ -42,9 +48,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import bench_step  # this folder's step and machine helpers
 
-__all__ = ['LAYOUTS', 'SETTINGS', 'layout_class', 'main', 'worker']
+__all__ = ['ABLATIONS', 'LAYOUTS', 'SETTINGS', 'layout_class', 'main', 'worker']
 
-LAYOUTS = ('model', 'stacked', 'late-bias', 'toeplitz', 'toeplitz-split')
+LAYOUTS = ('model', 'stacked', 'late-bias', 'toeplitz', 'toeplitz-split',
+           'no-horizontal', 'no-vertical')
+
+#: ablations, not layouts: what the step costs without one of the parts
+ABLATIONS = {'no-horizontal': {'d': 0}, 'no-vertical': {'d_prime': 0}}
 
 #: engine settings: (name, environment, hybridize's static_alloc)
 SETTINGS = (
@@ -179,9 +189,10 @@ def build(layout, *, static_alloc=True):
 
     from caser_gluon.model import Caser
     from caser_gluon.train import make_trainer, masked_scorer
-    net = Caser(K, bench_step.USERS, bench_step.ITEMS, L=L, d=D,
-                d_prime=D_PRIME, drop_ratio=DROP)
-    if layout != 'model':
+    sizes = {'d': D, 'd_prime': D_PRIME, **ABLATIONS.get(layout, {})}
+    net = Caser(K, bench_step.USERS, bench_step.ITEMS, L=L,
+                drop_ratio=DROP, **sizes)
+    if layout != 'model' and layout not in ABLATIONS:
         net.intent = layout_class(layout)(K, L, D, D_PRIME, DROP)
     net.initialize(init=mx.init.Normal(0.01))
     net.hybridize(static_alloc=static_alloc, static_shape=False)
@@ -210,6 +221,39 @@ def time_layouts(layouts, *, steps, static_alloc=True, seed=0):
     return {name: bench_step.summary(t) for name, t in times.items()}
 
 
+def profile(layout, *, steps, seed=0):
+    """Milliseconds per step of each MXNet operator (its profiler), sorted.
+
+    Returns a list of ``(operator, calls per step, ms per step)``.
+    """
+    import mxnet as mx
+    import numpy as onp
+    from mxnet import np
+    rng = onp.random.default_rng(seed)
+    net, trainer, scorer = build(layout)
+    B, users, items = bench_step.BATCH, bench_step.USERS, bench_step.ITEMS
+
+    def one_step():
+        bench_step.step(net, trainer, scorer,
+                        np.array(rng.integers(0, users, B)),
+                        np.array(rng.integers(0, items + 1, (B, L))),
+                        np.array(rng.integers(0, items, (B, 2)),
+                                 dtype='int32'), rng)
+    for _ in range(3):
+        one_step()
+    mx.profiler.set_config(profile_imperative=True, profile_symbolic=True,
+                           aggregate_stats=True)
+    mx.profiler.set_state('run')
+    for _ in range(steps):
+        one_step()
+    mx.profiler.set_state('stop')
+    stats = json.loads(mx.profiler.dumps(format='json'))['Time']
+    operators = stats.get('operator', {})
+    rows = [(name, s['Count'] / steps, s['Total'] / steps)
+            for name, s in operators.items()]
+    return sorted(rows, key=lambda row: -row[2])
+
+
 def worker(args):
     """Time in this process (its environment set by :func:`main`)."""
     from caser_gluon.fpu import enable_flush_to_zero
@@ -233,7 +277,7 @@ def report(results, *, steps, machine_before):
              f'processes of their own, one after the other: compare them '
              f'on a quiet machine only.')
     written = (f'Written by `python benchmarks/bench_layouts.py --steps '
-               f'{steps}` on {when}.')
+               f'{steps} --batch {bench_step.BATCH}` on {when}.')
     lines = ['# Layouts of the horizontal convolutions, and MXNet engines',
              '', written, '', f'Machine: {machine_before}', '',
              setup, '',
@@ -256,17 +300,34 @@ def main(argv=None):
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument('--steps', type=int, default=40,
                    help='timed steps per layout')
+    p.add_argument('--batch', type=int, default=bench_step.BATCH,
+                   help='rows a step')
     p.add_argument('--out', help='also write the report to this file')
+    p.add_argument('--profile', choices=LAYOUTS,
+                   help="instead: MXNet's profile of this layout's step "
+                        '(ms per step per operator)')
     p.add_argument('--setting', choices=[n for n, _, _ in SETTINGS],
                    help='(internal) be the worker of this setting')
     args = p.parse_args(argv)
+    bench_step.BATCH = args.batch         # read by build's steps and report
     if args.setting:
         return worker(args)
+    if args.profile:
+        from caser_gluon.fpu import enable_flush_to_zero
+        enable_flush_to_zero()
+        rows = profile(args.profile, steps=args.steps)
+        total = sum(ms for _, _, ms in rows)
+        print(f'{args.profile}: operators {total:.1f} ms a step '
+              f'({bench_step.machine()})\n')
+        print('| operator | calls a step | ms a step |\n| --- | ---: | ---: |')
+        for name, calls, ms in rows:
+            print(f'| {name} | {calls:g} | {ms:.2f} |')
+        return None
     machine_before = bench_step.machine()
     results = {}
     for name, env, _ in SETTINGS:
         cmd = [sys.executable, os.path.abspath(__file__), '--setting', name,
-               '--steps', str(args.steps)]
+               '--steps', str(args.steps), '--batch', str(args.batch)]
         out = subprocess.run(cmd, capture_output=True, text=True,
                              check=False, env={**os.environ, **env})
         if out.returncode:
