@@ -19,13 +19,15 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade --quiet pip
 
-# The package, its pinned runtime dependencies and the dev tools.
+# The package, its pinned runtime dependencies and the dev tools; then the
+# fused operator compiled into the cache (skipped without a C++ compiler).
 install: $(VENV)/.installed
 ifneq ($(MXNET),mxnet)
 	$(PY) -m pip show -q $(MXNET) 2>/dev/null || { \
 	  $(PY) -m pip uninstall -y -q mxnet && \
 	  $(PY) -m pip install -q $(MXNET)==1.9.1; }
 endif
+	$(PY) -m caser_gluon.fused
 $(VENV)/.installed: setup.cfg pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@

@@ -24,6 +24,7 @@ import typing
 
 __all__ = [
     'ACTIVATIONS',
+    'CONV_FORMS',
     'PRESETS',
     'ConfigError',
     'DataConfig',
@@ -45,6 +46,8 @@ class ConfigError(ValueError):
 
 #: activations of Caser's layers (the authors' choices)
 ACTIVATIONS = ('relu', 'tanh', 'sigmoid', 'identity')
+#: ways to compute Caser's convolutions (``caser_gluon.model``)
+CONV_FORMS = ('auto', 'fused', 'dense', 'conv2d')
 
 
 def _field(default, help, *, check=None, choices=None):
@@ -67,9 +70,12 @@ class ModelConfig:
                           check='non_negative')
     drop_ratio: float = _field(0.05, 'dropout before the dense layer',
                                check='fraction')
-    conv: str = _field('dense', "dense: convolutions as dense layers over "
-                       "windows (fast); conv2d: the chapter's Conv2D layers",
-                       choices=('dense', 'conv2d'))
+    conv: str = _field('auto', "fused: the horizontal convolutions as one "
+                       'compiled operator (built on first use; fastest on '
+                       'a CPU); dense: convolutions as dense layers over '
+                       "windows; conv2d: the chapter's Conv2D layers; auto: "
+                       'fused if it builds and there is no GPU, else dense',
+                       choices=CONV_FORMS)
     use_user: bool = _field(True, "join the user embedding p_u (--no-use-"
                             "user: the sequence only, an ablation)")
     use_seq: bool = _field(True, 'use the sequence (--no-use-seq: BPR-MF, '

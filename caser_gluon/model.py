@@ -50,25 +50,51 @@ Two ways to compute the same model (``conv=``):
     MaskedScores`), and without them ``Dropout`` draws its own.
 
   All of it lives in one block, :class:`DenseIntent`.
+* ``'fused'``: ``'dense'`` with the horizontal filters and their
+  max-pooling computed by one compiled operator
+  (:func:`caser_gluon.fused.horizontal_max`, forward and backward in one
+  pass over each row; the same parameters, the same dropout masks, joined
+  per height); ``'auto'`` (the default) is ``'fused'`` when the operator
+  builds and loads and MXNet sees no GPU, else ``'dense'``;
 * ``'conv2d'``: the chapter's ``nn.Conv2D`` layers, max-pooling, dropout
   on the concatenated features, and a dense layer.
 
-Both give the same scores for the same parameters (dropout aside, which
-acts on different tensors while training); ``tests/test_model.py`` copies
-one into the other. ``benchmarks/bench_step.py`` times a training step of
-each.
+All give the same scores for the same parameters (dropout aside, which
+acts on different tensors while training in ``'conv2d'``);
+``tests/test_model.py`` copies one into the other, ``tests/test_fused.py``
+compares the fused operator with the dense layers.
+``benchmarks/bench_step.py`` and ``benchmarks/bench_layouts.py`` time a
+training step of each.
 """
 import numpy as onp
 from mxnet import npx
 from mxnet.gluon import nn
 
-from .config import ACTIVATIONS
+from . import fused
+from .config import ACTIVATIONS, CONV_FORMS
 from .config import ModelConfig as DEFAULTS
 from .recommender import SequentialRecommender
 
-__all__ = ['Caser', 'DenseIntent']
+__all__ = ['Caser', 'DenseIntent', 'resolve_conv']
 
 npx.set_np()
+
+
+def resolve_conv(conv):
+    """``conv`` with ``'auto'`` replaced by ``'fused'`` or ``'dense'``.
+
+    Raises
+    ------
+    ValueError
+        For ``'fused'`` when the operator cannot be loaded (and why).
+    """
+    if conv == 'auto':
+        return 'fused' if fused.available() else 'dense'
+    if conv == 'fused' and not fused.load():
+        raise ValueError(f"conv='fused': the compiled operator is not "
+                         f'available ({fused.unavailable_reason()}); use '
+                         f"conv='dense'")
+    return conv
 
 
 def _activate(F, x, name):
@@ -98,6 +124,9 @@ class DenseIntent(nn.HybridBlock):
         ``k``.
     L, d, d_prime, drop_ratio
         As in :class:`Caser`.
+    fused : bool
+        Compute the horizontal filters and their maxima with
+        :func:`caser_gluon.fused.horizontal_max` (load it first).
 
     Notes
     -----
@@ -113,11 +142,12 @@ class DenseIntent(nn.HybridBlock):
 
     def __init__(self, num_factors, L, d, d_prime, drop_ratio, *,
                  ac_conv='relu', ac_fc='relu', dropout_on='features',
-                 **kwargs):
+                 fused=False, **kwargs):
         super().__init__(**kwargs)
         k = num_factors
         self.num_factors, self.L, self.d, self.d_prime = k, L, d, d_prime
         self.drop_ratio, self.dropout_on = drop_ratio, dropout_on
+        self.fused = bool(fused and d)
         self.ac_conv, self.ac_fc = ac_conv, ac_fc
         get = self.params.get
         if d_prime:
@@ -140,6 +170,14 @@ class DenseIntent(nn.HybridBlock):
         else the features' blocks: ``d_prime * k`` vertical features (if
         any), then ``d`` per height (if any).
         """
+        L, d = self.L, self.d
+        widths = self._drawn_widths()
+        if self.fused and widths and self.dropout_on == 'features':
+            return widths[:-L] + (L * d,)       # the heights' masks joined
+        return widths
+
+    def _drawn_widths(self):
+        """Widths of the masks as drawn: one per height (fused or not)."""
         k, L, d, d_prime = self.num_factors, self.L, self.d, self.d_prime
         if not self.drop_ratio:
             return ()
@@ -166,13 +204,19 @@ class DenseIntent(nn.HybridBlock):
         Returns
         -------
         list of (batch_size, width) float32 numpy.ndarray
-            One per :attr:`mask_widths`: ``0`` (dropped) or the scale.
+            One per :attr:`mask_widths`: ``0`` (dropped) or the scale. The
+            fused form draws the same masks as the dense one and joins the
+            heights' (the same dropout, draw for draw).
         """
         levels = 1 << 16
         t = round(self.drop_ratio * levels)
         scale = onp.float32(levels / (levels - t))
-        return [(rng.integers(0, levels, (batch_size, w), dtype=onp.uint16)
-                 >= t) * scale for w in self.mask_widths]
+        masks = [(rng.integers(0, levels, (batch_size, w), dtype=onp.uint16)
+                  >= t) * scale for w in self._drawn_widths()]
+        if len(masks) > len(self.mask_widths):
+            L = self.L
+            masks = masks[:-L] + [onp.concatenate(masks[-L:], axis=1)]
+        return masks
 
     def hybrid_forward(self, F, image, *masks, fc_weight, fc_bias, **params):
         """The intent of each row.
@@ -216,7 +260,10 @@ class DenseIntent(nn.HybridBlock):
             pre = F.npx.fully_connected(
                 image, F.np.reshape(w_eff, (k, L * k)), b_eff,
                 num_hidden=k)
-        for h in range(1, L + 1) if d else []:
+        if self.fused:
+            pre = self._fused_horizontal(F, image, pre, drop, fc_weight,
+                                         fc_bias, params)
+        for h in range(1, L + 1) if d and not self.fused else []:
             weight = params[f'conv_h{h}_weight']         # (d, h * k)
             bias = params[f'conv_h{h}_bias']
             pooled = None                # max over the windows: (b, d)
@@ -235,6 +282,27 @@ class DenseIntent(nn.HybridBlock):
                 pre = pre + F.npx.fully_connected(z_h, w_fc, None,
                                                   no_bias=True, num_hidden=k)
         return _activate(F, pre, self.ac_fc)
+
+    def _fused_horizontal(self, F, image, pre, drop, fc_weight, fc_bias,
+                          params):
+        """``pre`` plus the dense layer over the horizontal features, with
+        the filters and maxima of every height in one fused operator.
+
+        ``drop``: ``hybrid_forward``'s (the next mask, or ``Dropout``).
+        """
+        k, L, d_prime = self.num_factors, self.L, self.d_prime
+        heights = range(1, L + 1)
+        pooled = fused.horizontal_max(                 # (b, L * d)
+            F, image, [params[f'conv_h{h}_weight'] for h in heights],
+            [params[f'conv_h{h}_bias'] for h in heights])
+        z = _activate(F, pooled, self.ac_conv)
+        if self.drop_ratio and self.dropout_on == 'features':
+            z = drop(z)
+        w_fc = fc_weight[:, d_prime * k:]
+        if pre is None:
+            return F.npx.fully_connected(z, w_fc, fc_bias, num_hidden=k)
+        return pre + F.npx.fully_connected(z, w_fc, None, no_bias=True,
+                                           num_hidden=k)
 
     def _vertical_features(self, F, image, params):
         """The ``d_prime * k`` vertical features, as the chapter lays them.
@@ -267,9 +335,8 @@ def _check_arguments(*, num_factors, num_users, num_items, L, d, d_prime,
     if d < 0 or d_prime < 0 or (use_seq and d + d_prime == 0):
         raise ValueError(f'need d >= 0, d_prime >= 0 and one of them '
                          f'> 0, got d={d}, d_prime={d_prime}')
-    if conv not in ('dense', 'conv2d'):
-        raise ValueError(f"conv must be 'dense' or 'conv2d', got "
-                         f'{conv!r}')
+    if conv not in CONV_FORMS:
+        raise ValueError(f'conv must be one of {CONV_FORMS}, got {conv!r}')
     if not (use_user or use_seq):
         raise ValueError('use_user and use_seq cannot both be False')
     for name, value in [('ac_conv', ac_conv), ('ac_fc', ac_fc)]:
@@ -312,8 +379,10 @@ class Caser(SequentialRecommender):
     use_seq : bool
         Use the sequence at all (``False``: user embedding only, BPR-MF
         like, an ablation).
-    conv : {'dense', 'conv2d'}
-        How the convolutions are computed (see the module docstring).
+    conv : {'auto', 'fused', 'dense', 'conv2d'}
+        How the convolutions are computed (see the module docstring);
+        ``'auto'`` becomes ``'fused'`` or ``'dense'`` (:func:`resolve_conv`,
+        kept in ``self.conv``).
     output : {'separate', 'tied'}
         ``'separate'``: score with the output embeddings ``Q_prime`` and
         bias ``b`` (the chapter, the paper); ``'tied'``: a dense layer
@@ -328,7 +397,8 @@ class Caser(SequentialRecommender):
 
     Sub-blocks: ``P``, ``Q``, and ``Q_prime``, ``b`` (separate output) or
     ``out_proj`` (tied output); ``intent`` (a
-    :class:`DenseIntent`) with ``conv='dense'``; ``conv_v``, ``conv_h``,
+    :class:`DenseIntent`) with ``conv='dense'`` or ``'fused'``; ``conv_v``,
+    ``conv_h``,
     ``dropout`` and ``fc`` with ``conv='conv2d'`` (the others are
     ``None``).
     """
@@ -346,6 +416,7 @@ class Caser(SequentialRecommender):
             drop_ratio=drop_ratio, use_user=use_user, use_seq=use_seq,
             conv=conv, ac_conv=ac_conv, ac_fc=ac_fc, dropout_on=dropout_on,
             output=output)
+        conv = resolve_conv(conv) if use_seq else conv
         self.num_factors, self.L, self.d, self.d_prime = (
             num_factors, L, d, d_prime)
         self.use_user, self.use_seq, self.conv = use_user, use_seq, conv
@@ -354,10 +425,10 @@ class Caser(SequentialRecommender):
         if use_seq:
             self.Q = nn.Embedding(num_items + 1, num_factors)  # + padding
             acts = {'ac_conv': ac_conv, 'ac_fc': ac_fc}
-            if conv == 'dense':
+            if conv in ('dense', 'fused'):
                 self.intent = DenseIntent(num_factors, L, d, d_prime,
                                           drop_ratio, dropout_on=dropout_on,
-                                          **acts)
+                                          fused=conv == 'fused', **acts)
             else:
                 self._init_conv2d(num_factors, L, d, d_prime, drop_ratio,
                                   **acts)

@@ -105,7 +105,8 @@ def _run_in(folder, config, *, devices, dist, resume, quiet):
         print(f'resuming {folder.dir} after epoch {start - 1}')
     saved = dict(config_lib.to_flat(config), out=str(folder.dir),
                  contexts=[str(d) for d in devices], data=chapter['data_info'],
-                 dist_workers=dist.num_workers if dist else None)
+                 dist_workers=dist.num_workers if dist else None,
+                 conv_used=getattr(net, 'conv', None))   # 'auto' resolved
     folder.write_config(saved)
     folder.save_arrays('recommend.npz', **_recommend_arrays(chapter))
     if not quiet:

@@ -9,7 +9,7 @@ exercise (``MODELS``: GRU4Rec, SASRec), which share one interface
 import mxnet as mx
 import numpy as onp
 
-from .model import Caser
+from .model import Caser, resolve_conv
 from .session_models import GRU4Rec, SASRec
 
 __all__ = ['MODELS', 'build_model']
@@ -18,15 +18,18 @@ __all__ = ['MODELS', 'build_model']
 MODELS = {'caser': Caser, 'gru4rec': GRU4Rec, 'sasrec': SASRec}
 
 
-def _caser_kwargs(config):
+def _caser_kwargs(config, devices):
+    conv = config.conv                    # 'auto': the fused form on CPUs
+    if conv == 'auto' and any(d.device_type != 'cpu' for d in devices):
+        conv = 'dense'
     return {'L': config.L, 'd': config.d, 'd_prime': config.d_prime,
             'drop_ratio': config.drop_ratio, 'use_user': config.use_user,
-            'use_seq': config.use_seq, 'conv': config.conv,
+            'use_seq': config.use_seq, 'conv': resolve_conv(conv),
             'ac_conv': config.ac_conv, 'ac_fc': config.ac_fc,
             'dropout_on': config.dropout_on, 'output': config.output}
 
 
-def _session_kwargs(config):
+def _session_kwargs(config, devices):
     return {'L': config.L, 'dropout': config.drop_ratio}
 
 
@@ -35,6 +38,7 @@ def _session_kwargs(config):
 INITS = {'caser': mx.init.Normal(0.01), 'gru4rec': mx.init.Xavier(),
          'sasrec': mx.init.Xavier()}
 #: ``--model`` name -> the constructor's keyword arguments from a config
+#: and the devices
 KWARGS = {'caser': _caser_kwargs, 'gru4rec': _session_kwargs,
           'sasrec': _session_kwargs}
 
@@ -118,7 +122,7 @@ def build_model(config, *, num_users, num_items, devices, hybridize=True):
         raise ValueError(f'--model {config.model}: not available (choose '
                          f'from {", ".join(MODELS)})')
     net = MODELS[config.model](config.num_factors, num_users, num_items,
-                               **KWARGS[config.model](config))
+                               **KWARGS[config.model](config, devices))
     net.initialize(ctx=devices, force_reinit=True, init=INITS[config.model])
     if config.init == 'paper':
         _paper_init(net, config.num_factors)

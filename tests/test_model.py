@@ -82,7 +82,10 @@ def reference_vectors(net, users, seqs, masks=None):
                     for t in range(L - h + 1)]
             feats.append(onp.max(acts, axis=0))
         if masks is not None and net.intent.dropout_on == 'features':
-            feats = [f * m[row] for f, m in zip(feats, masks)]
+            row_masks = [m[row] for m in masks]
+            if net.intent.fused:               # the heights' masks joined
+                row_masks = row_masks[:-1] + onp.split(row_masks[-1], L)
+            feats = [f * m for f, m in zip(feats, row_masks)]
         o = onp.concatenate(feats)
         z = onp.maximum(c['W_fc'] @ o + c['b_fc'], 0)
         out.append(onp.concatenate([z] + parts))
@@ -99,7 +102,7 @@ def reference_scores(net, users, seqs, items, masks=None):
     return s.reshape(items.shape)
 
 
-@pytest.mark.parametrize('conv', ['dense', 'conv2d'])
+@pytest.mark.parametrize('conv', ['dense', 'fused', 'conv2d'])
 @pytest.mark.parametrize('hybridize', [False, True])
 @pytest.mark.parametrize('d, d_prime', [(3, 2), (0, 2), (3, 0)])
 def test_scores_equal_numpy_reference(hybridize, d, d_prime, conv):
@@ -266,12 +269,13 @@ def test_dense_and_conv2d_gradients_agree(masked):
             rtol=1e-4, atol=1e-7)
 
 
+@pytest.mark.parametrize('conv', ['dense', 'fused'])
 @pytest.mark.parametrize('where', ['features', 'image'])
 @pytest.mark.parametrize('hybridize', [False, True])
-def test_given_masks_act_as_dropout(where, hybridize):
+def test_given_masks_act_as_dropout(where, hybridize, conv):
     rng = onp.random.default_rng(9)
     net = Caser(K, USERS, ITEMS, L=L, d=3, d_prime=2, drop_ratio=0.5,
-                dropout_on=where)
+                dropout_on=where, conv=conv)
     net.initialize(init=mx.init.Normal(0.5))
     if hybridize:
         net.hybridize()
@@ -299,7 +303,8 @@ def test_given_masks_act_as_dropout(where, hybridize):
 
 
 def test_drawn_masks_keep_one_minus_p_rescaled():
-    net = Caser(K, USERS, ITEMS, L=L, d=3, d_prime=2, drop_ratio=0.25)
+    net = Caser(K, USERS, ITEMS, L=L, d=3, d_prime=2, drop_ratio=0.25,
+                conv='dense')
     assert net.mask_widths == (2 * K, 3, 3, 3, 3)    # vertical, heights
     masks = net.draw_masks(onp.random.default_rng(0), 20000)
     again = net.draw_masks(onp.random.default_rng(0), 20000)
@@ -311,8 +316,8 @@ def test_drawn_masks_keep_one_minus_p_rescaled():
         onp.testing.assert_array_equal(mask, same)
     image = Caser(K, USERS, ITEMS, L=L, drop_ratio=0.25, dropout_on='image')
     assert image.mask_widths == (L * K,)
-    assert Caser(K, USERS, ITEMS, L=L, d=3, d_prime=0,
-                 drop_ratio=0.25).mask_widths == (3,) * L
+    assert Caser(K, USERS, ITEMS, L=L, d=3, d_prime=0, drop_ratio=0.25,
+                 conv='dense').mask_widths == (3,) * L
     for kwargs in ({'drop_ratio': 0.0}, {'conv': 'conv2d'}):
         net = Caser(K, USERS, ITEMS, L=L, **kwargs)
         assert net.mask_widths == () and net.draw_masks(None, 4) == []
@@ -393,7 +398,7 @@ def test_ablations_equal_reference(use_user, use_seq):
     ({'L': 0}, 'L must be a positive integer'),
     ({'drop_ratio': 1.5}, 'drop_ratio'),
     ({'use_user': False, 'use_seq': False}, 'cannot both be False'),
-    ({'conv': 'fft'}, "conv must be 'dense' or 'conv2d'"),
+    ({'conv': 'fft'}, "conv must be one of"),
 ])
 def test_bad_arguments(kwargs, message):
     args = {'num_factors': 4, 'num_users': 3, 'num_items': 5, **kwargs}
