@@ -7,8 +7,12 @@ every step, so all see the same load), the chapter's training step (batch
 4096, ``Caser(10)``, ``L=5``, ``d=16``, ``d'=4``, dropout 0.05 with masks
 drawn in NumPy, BPR, Adam, flush-to-zero on) with the intent computed as
 
-* ``model``: today's :class:`caser_gluon.model.DenseIntent` (a dense
-  layer per window of the image, maxima, one dense layer per height);
+* ``model``: :class:`caser_gluon.model.DenseIntent`, ``conv='dense'`` (a
+  dense layer per window of the image, maxima, one dense layer per
+  height);
+* ``fused``: ``conv='fused'``, the horizontal filters and their maxima in
+  one compiled operator (:mod:`caser_gluon.fused`), the default where it
+  builds;
 * ``stacked``: the same windows, the five pooled heights stacked into one
   ``(b, L d)`` tensor, then one activation, one dropout mask and one dense
   layer instead of five (fewer operators, one stack more);
@@ -73,8 +77,8 @@ def _load_bench_step():
 
 bench_step = _load_bench_step()
 
-LAYOUTS = ('model', 'stacked', 'late-bias', 'toeplitz', 'toeplitz-split',
-           'no-horizontal', 'no-vertical')
+LAYOUTS = ('model', 'fused', 'stacked', 'late-bias', 'toeplitz',
+           'toeplitz-split', 'no-horizontal', 'no-vertical')
 
 #: ablations, not layouts: what the step costs without one of the parts
 ABLATIONS = {'no-horizontal': {'d': 0}, 'no-vertical': {'d_prime': 0}}
@@ -241,8 +245,9 @@ def build(layout, *, static_alloc=True):
     from caser_gluon.train import make_trainer, masked_scorer
     sizes = {'d': D, 'd_prime': D_PRIME, **ABLATIONS.get(layout, {})}
     net = Caser(K, bench_step.USERS, bench_step.ITEMS, L=L,
-                drop_ratio=DROP, **sizes)
-    if layout != 'model' and layout not in ABLATIONS:
+                drop_ratio=DROP, conv='fused' if layout == 'fused' else 'dense',
+                **sizes)
+    if layout not in ('model', 'fused') and layout not in ABLATIONS:
         net.intent = layout_classes()[layout](K, L, D, D_PRIME, DROP)
     net.initialize(init=mx.init.Normal(0.01))
     net.hybridize(static_alloc=static_alloc, static_shape=False)

@@ -4,11 +4,14 @@ import numpy as onp
 import pytest
 from mxnet import np
 
-from caser_gluon import fpu
+from caser_gluon import fpu, fused
 from caser_gluon.model import Caser
 from caser_gluon.train import masked_scorer
 
 K, USERS, ITEMS, L = 6, 7, 30, 4
+#: the compiled form, where this machine builds it (tests/test_fused.py)
+FUSED = pytest.param('fused', marks=pytest.mark.skipif(
+    not fused.load(), reason='no fused operator here'))
 
 
 def make_net(*, d=3, d_prime=2, hybridize=False, conv='dense', **kwargs):
@@ -102,7 +105,7 @@ def reference_scores(net, users, seqs, items, masks=None):
     return s.reshape(items.shape)
 
 
-@pytest.mark.parametrize('conv', ['dense', 'fused', 'conv2d'])
+@pytest.mark.parametrize('conv', ['dense', FUSED, 'conv2d'])
 @pytest.mark.parametrize('hybridize', [False, True])
 @pytest.mark.parametrize('d, d_prime', [(3, 2), (0, 2), (3, 0)])
 def test_scores_equal_numpy_reference(hybridize, d, d_prime, conv):
@@ -269,7 +272,7 @@ def test_dense_and_conv2d_gradients_agree(masked):
             rtol=1e-4, atol=1e-7)
 
 
-@pytest.mark.parametrize('conv', ['dense', 'fused'])
+@pytest.mark.parametrize('conv', ['dense', FUSED])
 @pytest.mark.parametrize('where', ['features', 'image'])
 @pytest.mark.parametrize('hybridize', [False, True])
 def test_given_masks_act_as_dropout(where, hybridize, conv):
