@@ -107,7 +107,8 @@ def layout_classes():
     """
     from mxnet.gluon import nn
 
-    from caser_gluon.model import DenseIntent, _activate
+    from caser_gluon.dense_intent import DenseIntent
+    from caser_gluon.dense_intent import activate as _activate
 
     class Features:
         """Mixin: the vertical part and the dense layer after both parts.

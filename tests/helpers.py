@@ -5,7 +5,9 @@ Not fixtures (``conftest.py`` holds those): plain functions the test
 modules import (``tests/`` is on ``sys.path`` under pytest's default
 import mode).
 """
+import importlib.util
 import math
+import pathlib
 
 import numpy as np
 
@@ -136,3 +138,12 @@ def brute_force_metrics(scores, relevant, excluded, ks):
         for name, value in row.items():
             out.setdefault(name, []).append(value)
     return {name: np.array(v) for name, v in out.items()}
+
+
+def load_benchmark(name):
+    """``benchmarks/<name>.py`` as a module (benchmarks is no package)."""
+    path = pathlib.Path(__file__).resolve().parents[1] / 'benchmarks'
+    spec = importlib.util.spec_from_file_location(name, path / f'{name}.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

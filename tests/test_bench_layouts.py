@@ -7,19 +7,16 @@ same gradient for the image and for every parameter (the Toeplitz weights'
 gradient summed back onto the filters), hybridized as the benchmark runs
 them.
 """
-import importlib.util
-import pathlib
-
 import mxnet as mx
 import numpy as onp
 import pytest
+from helpers import load_benchmark
 from mxnet import np, npx
 
-from caser_gluon.model import DenseIntent
+from caser_gluon.dense_intent import DenseIntent
 
 npx.set_np()
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 K, L, D, D_PRIME, B = 4, 3, 2, 2, 7
 # tanh, not relu: relu would zero about half the outputs and gradients,
 # and hide a dummy Toeplitz window that wins the max
@@ -29,11 +26,7 @@ ACTS = {'ac_conv': 'tanh', 'ac_fc': 'tanh'}
 @pytest.fixture(scope='module')
 def layouts():
     """``bench_layouts.layout_classes()`` (benchmarks is no package)."""
-    spec = importlib.util.spec_from_file_location(
-        'bench_layouts', ROOT / 'benchmarks' / 'bench_layouts.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.layout_classes()
+    return load_benchmark('bench_layouts').layout_classes()
 
 
 def _params(block):

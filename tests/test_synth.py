@@ -4,13 +4,13 @@ Small shapes only (well under a second each); timings of the generator
 and of training on its files are in ``benchmarks/bench_scale.py``.
 """
 import collections
-import importlib.util
 import itertools
 import pathlib
 
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import load_benchmark
 
 from caser_gluon import data as data_lib
 
@@ -22,11 +22,7 @@ NAMES = ['user', 'item', 'rating', 'timestamp']
 @pytest.fixture(scope='module')
 def synth():
     """The generator, imported from its file (benchmarks is no package)."""
-    spec = importlib.util.spec_from_file_location(
-        'synth_movielens', ROOT / 'benchmarks' / 'synth_movielens.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark('synth_movielens')
 
 
 def _read(path, sep, header):
@@ -181,11 +177,7 @@ def test_impossible_counts_are_one_line_errors(synth, capsys):
 @pytest.fixture(scope='module')
 def bench():
     """``benchmarks/bench_scale.py``, imported from its file."""
-    spec = importlib.util.spec_from_file_location(
-        'bench_scale', ROOT / 'benchmarks' / 'bench_scale.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark('bench_scale')
 
 
 def test_bench_scale_report(bench):
