@@ -5,7 +5,6 @@ and of training on its files are in ``benchmarks/bench_scale.py``.
 """
 import collections
 import itertools
-import pathlib
 
 import numpy as np
 import pandas as pd
@@ -14,7 +13,6 @@ from helpers import load_benchmark
 
 from caser_gluon import data as data_lib
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 TINY = (50, 40, 1_500)          # users, items, ratings
 NAMES = ['user', 'item', 'rating', 'timestamp']
 
